@@ -1,0 +1,66 @@
+"""Pure parsers turning command output and config files into typed facts.
+
+No I/O here: callers run the command (over SSH, or replay a recorded sample) and hand the text
+to a parser. Anything that does not have the expected shape raises ParseError naming the
+command, the line and the reason.
+"""
+
+from conformance.facts.parsers.envfile import is_valid_env_name, parse_env_file, substitute_vars
+from conformance.facts.parsers.errors import ParseError
+from conformance.facts.parsers.launchd import (
+    LaunchdJob,
+    LaunchdPlist,
+    LaunchdServiceNotFound,
+    is_not_found,
+    label_from_target,
+    parse_launchctl_print,
+    parse_plist,
+)
+from conformance.facts.parsers.listeners import (
+    Family,
+    Listener,
+    format_address,
+    parse_lsof,
+    parse_lsof_fields,
+    parse_netstat_linux,
+    parse_netstat_macos,
+    parse_ss,
+)
+from conformance.facts.parsers.systemd import (
+    parse_environment_files_property,
+    parse_environment_property,
+    parse_exec_commands,
+    parse_exec_start,
+    parse_systemctl_show,
+    parse_systemctl_show_many,
+    parse_unit_file,
+)
+
+__all__ = [
+    "Family",
+    "LaunchdJob",
+    "LaunchdPlist",
+    "LaunchdServiceNotFound",
+    "Listener",
+    "ParseError",
+    "format_address",
+    "is_not_found",
+    "is_valid_env_name",
+    "label_from_target",
+    "parse_env_file",
+    "parse_environment_files_property",
+    "parse_environment_property",
+    "parse_exec_commands",
+    "parse_exec_start",
+    "parse_launchctl_print",
+    "parse_lsof",
+    "parse_lsof_fields",
+    "parse_netstat_linux",
+    "parse_netstat_macos",
+    "parse_plist",
+    "parse_ss",
+    "parse_systemctl_show",
+    "parse_systemctl_show_many",
+    "parse_unit_file",
+    "substitute_vars",
+]

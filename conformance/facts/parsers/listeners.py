@@ -1,0 +1,935 @@
+"""Listening TCP sockets from `ss`, `lsof` and `netstat` (Linux and macOS).
+
+The one thing these parsers must get right is *which addresses a socket accepts*. Every
+host-testing tool we studied has shipped bugs here (testinfra #286/#389, goss #149/#1006,
+InSpec #897/#3209), so the rules are spelled out:
+
+* ``0.0.0.0`` is the IPv4 wildcard. It accepts IPv4 only.
+* ``::`` is the IPv6 wildcard. Whether it also accepts IPv4 depends on ``IPV6_V6ONLY``
+  (Linux default: ``net.ipv6.bindv6only=0``, so dual-stack unless the program says otherwise).
+  Modern ``ss`` (iproute2 >= 4.x) prints a v6-only wildcard as ``[::]`` and a dual-stack one as
+  ``*``; macOS ``netstat`` says ``tcp6`` versus ``tcp46``. ``lsof`` and net-tools ``netstat``
+  print both the same way (``*`` / ``::``), so from them ``dual_stack`` is ``False`` and
+  ``dual_stack_known`` is ``False``.
+* ``::ffff:a.b.c.d`` (an IPv6 socket bound to a v4-mapped address) accepts IPv4 connections to
+  ``a.b.c.d`` only. ``::ffff:127.0.0.1`` is therefore loopback-only. ``lsof`` and net-tools
+  ``netstat`` print such a socket as plain ``127.0.0.1`` on an IPv6 line; the parsers turn it
+  back into ``::ffff:127.0.0.1`` so that the family stays truthful.
+* ``%lo`` after an address is the interface the socket is bound to (``SO_BINDTODEVICE``) or the
+  scope of a link-local address. It is kept in ``interface``; it never widens the address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from conformance.facts.parsers.errors import ParseError
+
+Family = Literal["ipv4", "ipv6"]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+__all__ = [
+    "Family",
+    "Listener",
+    "format_address",
+    "parse_lsof",
+    "parse_lsof_fields",
+    "parse_netstat_linux",
+    "parse_netstat_macos",
+    "parse_ss",
+]
+
+
+def format_address(ip: IPAddress) -> str:
+    """Canonical text for an address; v4-mapped IPv6 keeps its dotted tail.
+
+    Python 3.11 renders ``IPv6Address("::ffff:127.0.0.1")`` as ``::ffff:7f00:1``, which no
+    tool prints and nobody recognises in a report, so the mapped form is built by hand.
+    """
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
+    return ip.compressed
+
+
+def _effective(ip: IPAddress) -> IPAddress:
+    """The address a connection must target: v4-mapped IPv6 collapses to its IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listening TCP socket (or, from lsof, one bound address shared by several processes).
+
+    ``processes`` lists every ``(name, pid)`` holding the socket, in the order the tool printed
+    them; ``process``/``pid`` are the first of them (or what the tool showed when it printed
+    a pid without a name).
+    """
+
+    address: str
+    port: int
+    family: Family
+    dual_stack: bool
+    process: str | None
+    pid: int | None
+    raw: str
+    processes: tuple[tuple[str, int], ...] = ()
+    interface: str | None = None
+    dual_stack_known: bool = True
+    _ip: IPAddress = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            ip = ipaddress.ip_address(self.address)
+        except ValueError as exc:
+            raise ValueError(f"Listener address {self.address!r} is not an IP address") from exc
+        if format_address(ip) != self.address:
+            raise ValueError(
+                f"Listener address {self.address!r} is not normalized "
+                f"(expected {format_address(ip)!r})"
+            )
+        if (self.family == "ipv4") != isinstance(ip, ipaddress.IPv4Address):
+            raise ValueError(f"Listener address {self.address!r} is not {self.family}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"Listener port {self.port} out of range")
+        if self.dual_stack and not (self.family == "ipv6" and ip.is_unspecified):
+            raise ValueError("dual_stack only applies to the IPv6 wildcard '::'")
+        object.__setattr__(self, "_ip", ip)
+
+    # -- semantics ---------------------------------------------------------------------------
+
+    def is_wildcard(self) -> bool:
+        """Bound to all addresses of its family (``0.0.0.0``, ``::``, ``*``)."""
+        return _effective(self._ip).is_unspecified
+
+    def is_loopback_only(self) -> bool:
+        """Reachable only through loopback: 127.0.0.0/8, ``::1`` or ``::ffff:127.x.y.z``.
+
+        A wildcard is never loopback-only, even when bound to ``lo`` with SO_BINDTODEVICE:
+        this answers "is it exposed?", and the conservative answer for a wildcard is yes.
+        """
+        eff = _effective(self._ip)
+        return not eff.is_unspecified and eff.is_loopback
+
+    def accepts_ipv4(self) -> bool:
+        """IPv4 clients can connect: an IPv4 socket, a dual-stack ``*``, or a v4-mapped bind."""
+        return (
+            self.family == "ipv4"
+            or self.dual_stack
+            or isinstance(_effective(self._ip), ipaddress.IPv4Address)
+        )
+
+    def accepts_ipv6(self) -> bool:
+        """IPv6 clients can connect: an IPv6 socket not bound to a v4-mapped address."""
+        return self.family == "ipv6" and isinstance(_effective(self._ip), ipaddress.IPv6Address)
+
+    def reachable_at(self, address: str) -> bool:
+        """Would a TCP connect to ``address``:``self.port`` on this host land on this socket?
+
+        ``address`` is a concrete address of the host (``"127.0.0.1"``, ``"::1"``,
+        ``"[fe80::1%eth0]"``, ``"::ffff:127.0.0.1"``). A v4-mapped target is an IPv4
+        connection. Wildcard targets are refused with ValueError: where a connect to
+        ``0.0.0.0`` lands is OS-specific (Linux: loopback; BSD: the primary interface).
+        A link-local target only matches a listener on another interface if either scope is
+        unknown. Device binding (``127.0.0.54%lo``) is otherwise ignored.
+        """
+        target, scope = _parse_target(address)
+        if target.is_unspecified:
+            raise ValueError(f"reachable_at needs a concrete address, not {address!r}")
+        mine = _effective(self._ip)
+        if isinstance(target, ipaddress.IPv4Address):
+            if not self.accepts_ipv4():
+                return False
+            if isinstance(mine, ipaddress.IPv6Address):
+                return self.dual_stack  # only the dual-stack '::' reaches here
+            return mine.is_unspecified or mine == target
+        if not self.accepts_ipv6():
+            return False
+        if mine.is_unspecified:
+            return True
+        if mine != target:
+            return False
+        return scope is None or self.interface is None or scope == self.interface
+
+    def bind_text(self) -> str:
+        """How a person writes the bind: ``0.0.0.0``, ``[::]``, ``*``, ``127.0.0.1``, ``[::1]``."""
+        if self.dual_stack:
+            return "*"
+        scoped = self.address if self.interface is None else f"{self.address}%{self.interface}"
+        return f"[{scoped}]" if self.family == "ipv6" else scoped
+
+    def endpoint_text(self) -> str:
+        """``bind_text():port``, e.g. ``127.0.0.1:4020`` or ``[::]:4000``."""
+        return f"{self.bind_text()}:{self.port}"
+
+
+def _parse_target(address: str) -> tuple[IPAddress, str | None]:
+    text = address.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    scope: str | None = None
+    if "%" in text:
+        text, scope = text.split("%", 1)
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError as exc:
+        raise ValueError(f"not an IP address: {address!r}") from exc
+    return _effective(ip), scope
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+
+def _ip_or_error(text: str, *, source: str, line_no: int, line: str, what: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ParseError(
+            source, f"cannot parse {what} {text!r} as an IP address", line_no=line_no, line=line
+        ) from None
+
+
+def _port_or_error(text: str, *, source: str, line_no: int, line: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ParseError(
+            source,
+            f"port {text!r} is not a number in 1..65535 (was the numeric-port flag given?)",
+            line_no=line_no,
+            line=line,
+        )
+    return int(text)
+
+
+def _unique_processes(pairs: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    seen: dict[tuple[str, int], None] = {}
+    for pair in pairs:
+        seen.setdefault(pair, None)
+    return tuple(seen)
+
+
+def _make(
+    ip: IPAddress,
+    port: int,
+    *,
+    family: Family,
+    dual_stack: bool,
+    raw: str,
+    processes: tuple[tuple[str, int], ...] = (),
+    pid: int | None = None,
+    process: str | None = None,
+    interface: str | None = None,
+    dual_stack_known: bool = True,
+) -> Listener:
+    if processes:
+        process, pid = processes[0]
+    return Listener(
+        address=format_address(ip),
+        port=port,
+        family=family,
+        dual_stack=dual_stack,
+        process=process,
+        pid=pid,
+        raw=raw,
+        processes=processes,
+        interface=interface,
+        dual_stack_known=dual_stack_known,
+    )
+
+
+def _merge_same_binding(listeners: list[Listener]) -> list[Listener]:
+    """Fold rows that describe the same bound address into one Listener.
+
+    lsof prints one row per (process, descriptor): a socket inherited across fork, or
+    duplicated within a process, appears several times. Bindings are what the checks reason
+    about, so rows with the same family/address/port/interface are merged, keeping every
+    process and every raw line as evidence. (SO_REUSEPORT siblings merge too; they accept
+    exactly the same connections.)
+    """
+    merged: dict[tuple[str, str, int, str | None], Listener] = {}
+    for item in listeners:
+        key = (item.family, item.address, item.port, item.interface)
+        old = merged.get(key)
+        if old is None:
+            merged[key] = item
+            continue
+        raws = old.raw.split("\n")
+        raw = old.raw if item.raw in raws else f"{old.raw}\n{item.raw}"
+        processes = _unique_processes(old.processes + item.processes)
+        merged[key] = _make(
+            ipaddress.ip_address(old.address),
+            old.port,
+            family=old.family,
+            dual_stack=old.dual_stack or item.dual_stack,
+            raw=raw,
+            processes=processes,
+            pid=old.pid if old.pid is not None else item.pid,
+            process=old.process if old.process is not None else item.process,
+            interface=old.interface,
+            dual_stack_known=old.dual_stack_known and item.dual_stack_known,
+        )
+    return list(merged.values())
+
+
+# -- ss ----------------------------------------------------------------------------------------
+
+_SS_SOURCE = "ss -Htlnp"
+_SS_STATES = frozenset(
+    {
+        "LISTEN",
+        "ESTAB",
+        "SYN-SENT",
+        "SYN-RECV",
+        "FIN-WAIT-1",
+        "FIN-WAIT-2",
+        "TIME-WAIT",
+        "CLOSE-WAIT",
+        "LAST-ACK",
+        "CLOSING",
+        "CLOSED",
+        "UNCONN",
+        "UNKNOWN",
+    }
+)
+_SS_NETIDS = frozenset(
+    {
+        "tcp",
+        "udp",
+        "raw",
+        "mptcp",
+        "sctp",
+        "dccp",
+        "u_str",
+        "u_dgr",
+        "u_seq",
+        "p_raw",
+        "p_dgr",
+        "nl",
+        "tipc",
+        "v_str",
+        "v_dgr",
+        "xdp",
+        "???",
+    }
+)
+_SS_ROW = re.compile(
+    r"^(?P<state>\S+)\s+(?P<recvq>\d+)\s+(?P<sendq>\d+)\s+(?P<local>\S+)\s+(?P<peer>\S+)"
+    r"(?:\s+(?P<rest>.*?))?\s*$"
+)
+_SS_USERS = re.compile(r"users:\((?P<body>.*)\)")
+_SS_USER = re.compile(r'\("(?P<name>(?:(?!",pid=).)*)",pid=(?P<pid>\d+),fd=(?P<fd>\d+)\)')
+
+
+def parse_ss(text: str) -> list[Listener]:
+    """Parse ``ss -Htlnp`` / ``ss -Htln`` (header tolerated; a Netid column is tolerated).
+
+    Only LISTEN rows of TCP are returned. Addresses follow modern iproute2 (>= 4.x):
+    ``0.0.0.0:P`` IPv4 wildcard, ``[::]:P`` v6-only wildcard, ``*:P`` dual-stack wildcard,
+    ``[::ffff:127.0.0.1]:P`` v4-mapped, ``127.0.0.53%lo:P`` and ``[fe80::1]%eth0:P`` with an
+    interface. Legacy iproute2 (CentOS 7 era) printed ``*`` for the IPv4 wildcard and
+    unbracketed ``:::P`` for IPv6; the unbracketed form is refused because in that dialect
+    ``*`` means something else. (An IPv4-only legacy host cannot be told apart.)
+    ``users:((...),(...))`` lists every process sharing the socket; all are kept.
+    """
+    out: list[Listener] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        first = stripped.split(None, 1)[0]
+        if first in ("State", "Netid"):
+            continue  # header of plain `ss -tlnp`
+        body = stripped
+        if first in _SS_NETIDS:
+            if first != "tcp":
+                continue
+            body = stripped[len(first) :].lstrip()
+        match = _SS_ROW.match(body)
+        if match is None:
+            raise ParseError(
+                _SS_SOURCE,
+                "expected 'STATE RECV-Q SEND-Q LOCAL:PORT PEER:PORT [users:(...)]'",
+                line_no=line_no,
+                line=line,
+            )
+        state = match["state"]
+        if state not in _SS_STATES:
+            raise ParseError(
+                _SS_SOURCE, f"unknown socket state {state!r}", line_no=line_no, line=line
+            )
+        if state != "LISTEN":
+            continue
+        ip, port, family, dual, iface = _parse_ss_local(match["local"], line_no, line)
+        processes: tuple[tuple[str, int], ...] = ()
+        rest = match["rest"] or ""
+        if "users:(" in rest:
+            users = _SS_USERS.search(rest)
+            found = (
+                [(m["name"], int(m["pid"])) for m in _SS_USER.finditer(users["body"])]
+                if (users)
+                else []
+            )
+            if not found:
+                raise ParseError(
+                    _SS_SOURCE, "cannot parse the users:(...) column", line_no=line_no, line=line
+                )
+            processes = _unique_processes(found)
+        out.append(
+            _make(
+                ip,
+                port,
+                family=family,
+                dual_stack=dual,
+                raw=line,
+                processes=processes,
+                interface=iface,
+            )
+        )
+    return out
+
+
+def _parse_ss_local(
+    token: str, line_no: int, line: str
+) -> tuple[IPAddress, int, Family, bool, str | None]:
+    host, sep, port_text = token.rpartition(":")
+    if not sep or not host:
+        raise ParseError(
+            _SS_SOURCE,
+            f"cannot parse local address {token!r} (expected ADDRESS:PORT)",
+            line_no=line_no,
+            line=line,
+        )
+    port = _port_or_error(port_text, source=_SS_SOURCE, line_no=line_no, line=line)
+    iface: str | None = None
+    if host.startswith("["):
+        inner, bracket, after = host[1:].partition("]")
+        if not bracket or (after and not after.startswith("%")) or after == "%":
+            raise ParseError(
+                _SS_SOURCE, f"cannot parse local address {token!r}", line_no=line_no, line=line
+            )
+        iface = after[1:] or None
+        ip = _ip_or_error(
+            inner, source=_SS_SOURCE, line_no=line_no, line=line, what="local address"
+        )
+        if not isinstance(ip, ipaddress.IPv6Address):
+            raise ParseError(
+                _SS_SOURCE, f"bracketed address {inner!r} is not IPv6", line_no=line_no, line=line
+            )
+        return ip, port, "ipv6", False, iface
+    if "%" in host:
+        host, _, iface_text = host.partition("%")
+        iface = iface_text or None
+    if host == "*":
+        # Modern ss prints '*' only for an IPv6 wildcard socket without IPV6_V6ONLY.
+        return ipaddress.IPv6Address("::"), port, "ipv6", True, iface
+    if ":" in host:
+        raise ParseError(
+            _SS_SOURCE,
+            f"unbracketed IPv6 address {host!r}: legacy ss output (iproute2 < 4), whose '*' "
+            "means the IPv4 wildcard; not supported",
+            line_no=line_no,
+            line=line,
+        )
+    ip = _ip_or_error(host, source=_SS_SOURCE, line_no=line_no, line=line, what="local address")
+    return ip, port, "ipv4", False, iface
+
+
+# -- lsof ----------------------------------------------------------------------------------------
+
+_LSOF_SOURCE = "lsof -nP -iTCP -sTCP:LISTEN"
+_LSOF_FIELDS_SOURCE = "lsof -nP -iTCP -sTCP:LISTEN -Fpcnt"
+_LSOF_ROW = re.compile(
+    r"^(?P<command>\S+)\s+(?P<pid>\d+)\s+.*?\s(?P<type>IPv4|IPv6)\s+(?P<device>\S+)\s+"
+    r"(?:(?P<sizeoff>\S+)\s+)?(?P<node>TCP|UDP)\s+(?P<name>\S+)"
+    r"(?:\s+\((?P<state>[A-Z_0-9]+)\))?\s*$"
+)
+_LSOF_HEX = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+def _lsof_command(text: str) -> str:
+    """lsof escapes spaces and unprintable bytes in COMMAND as ``\\xNN``; undo that."""
+    return _LSOF_HEX.sub(lambda m: chr(int(m[1], 16)), text)
+
+
+def _parse_lsof_name(
+    name: str, type_: str | None, *, source: str, line_no: int, line: str
+) -> tuple[IPAddress, int, Family, bool, str | None]:
+    """``*:4000``, ``127.0.0.1:4020``, ``[::1]:4042`` -> address, port, family, known, iface.
+
+    The 4th item says whether the dual-stack question is settled (it never is for ``*`` on
+    IPv6). An IPv6 socket printed with a dotted address is a v4-mapped bind.
+    """
+    host, sep, port_text = name.rpartition(":")
+    if not sep or not host:
+        raise ParseError(
+            source,
+            f"cannot parse NAME {name!r} (expected ADDRESS:PORT)",
+            line_no=line_no,
+            line=line,
+        )
+    port = _port_or_error(port_text, source=source, line_no=line_no, line=line)
+    iface: str | None = None
+    if host == "*":
+        if type_ is None:
+            raise ParseError(
+                source,
+                "'*' without the type field: cannot tell 0.0.0.0 from "
+                "'::' (request the t field, -Fpcnt)",
+                line_no=line_no,
+                line=line,
+            )
+        if type_ == "IPv4":
+            return ipaddress.IPv4Address("0.0.0.0"), port, "ipv4", True, None
+        return ipaddress.IPv6Address("::"), port, "ipv6", False, None
+    if host.startswith("[") and host.endswith("]"):
+        inner = host[1:-1]
+        if "%" in inner:
+            inner, _, iface_text = inner.partition("%")
+            iface = iface_text or None
+        ip = _ip_or_error(inner, source=source, line_no=line_no, line=line, what="address")
+        if type_ == "IPv4" or not isinstance(ip, ipaddress.IPv6Address):
+            raise ParseError(
+                source,
+                f"bracketed address {inner!r} on a non-IPv6 socket",
+                line_no=line_no,
+                line=line,
+            )
+        return ip, port, "ipv6", True, iface
+    if "%" in host:
+        host, _, iface_text = host.partition("%")
+        iface = iface_text or None
+    ip = _ip_or_error(host, source=source, line_no=line_no, line=line, what="address")
+    if isinstance(ip, ipaddress.IPv6Address):
+        raise ParseError(source, f"unbracketed IPv6 address {host!r}", line_no=line_no, line=line)
+    if type_ == "IPv6":
+        mapped = ipaddress.IPv6Address(f"::ffff:{ip}")
+        return mapped, port, "ipv6", True, iface
+    return ip, port, "ipv4", True, iface
+
+
+def parse_lsof(text: str) -> list[Listener]:
+    """Parse ``lsof -nP -iTCP -sTCP:LISTEN`` (Linux and macOS; header line expected).
+
+    ``*`` is ``0.0.0.0`` on an IPv4 row and ``::`` on an IPv6 row; lsof cannot show whether
+    an IPv6 wildcard is dual-stack, so ``dual_stack=False, dual_stack_known=False``. Rows for
+    the same binding (one per process/descriptor) are merged (see ``_merge_same_binding``).
+    Rows in a state other than LISTEN are skipped; a row without a state is refused, because
+    then a bound-but-idle socket cannot be told from a listener.
+    """
+    found: list[Listener] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("COMMAND ") or stripped.startswith("lsof: WARN"):
+            continue
+        match = _LSOF_ROW.match(stripped)
+        if match is None:
+            raise ParseError(
+                _LSOF_SOURCE,
+                "expected 'COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME (STATE)' with TYPE "
+                "IPv4/IPv6",
+                line_no=line_no,
+                line=line,
+            )
+        if match["node"] != "TCP":
+            continue
+        state = match["state"]
+        if state is None:
+            raise ParseError(
+                _LSOF_SOURCE, "no TCP state after NAME (was -T given?)", line_no=line_no, line=line
+            )
+        if state != "LISTEN" or "->" in match["name"]:
+            continue
+        ip, port, family, known, iface = _parse_lsof_name(
+            match["name"], match["type"], source=_LSOF_SOURCE, line_no=line_no, line=line
+        )
+        processes = ((_lsof_command(match["command"]), int(match["pid"])),)
+        found.append(
+            _make(
+                ip,
+                port,
+                family=family,
+                dual_stack=False,
+                raw=line,
+                processes=processes,
+                interface=iface,
+                dual_stack_known=known,
+            )
+        )
+    return _merge_same_binding(found)
+
+
+_LSOF_KNOWN_FIELDS = frozenset("acdfgiklnopstuCDFGKLMNPRSTZ")
+
+
+def parse_lsof_fields(text: str) -> list[Listener]:
+    """Parse lsof field output: ``lsof -nP -iTCP -sTCP:LISTEN -Fpcnt`` (``-F0`` tolerated).
+
+    A process set starts with ``p``; a file set starts with ``f`` or, when the descriptor
+    field was not requested, with a repeat of a field the current file already has. ``t``
+    (IPv4/IPv6) is needed to read ``*``; without it ``*`` is refused, and a dotted address is
+    taken as IPv4 (it could be a v4-mapped IPv6 bind; both accept the same connections).
+    ``T`` (``TST=LISTEN``) and ``P`` (``TCP``) are honoured when present.
+    """
+    found: list[Listener] = []
+    pid: int | None = None
+    command: str | None = None
+    current: dict[str, list[str]] = {}
+    start_line = 0
+    raw_lines: list[str] = []
+
+    def flush() -> None:
+        if not current:
+            return
+        raw = "\n".join(raw_lines)
+        if "n" not in current:
+            raise ParseError(
+                _LSOF_FIELDS_SOURCE,
+                "file set without an n (name) field",
+                line_no=start_line,
+                line=raw,
+            )
+        if pid is None:
+            raise ParseError(
+                _LSOF_FIELDS_SOURCE,
+                "file set before any p (pid) field",
+                line_no=start_line,
+                line=raw,
+            )
+        name = current["n"][0]
+        protocol = current.get("P", ["TCP"])[0]
+        states = [t[4:] for t in current.get("T", []) if t.startswith("ST=")]
+        if protocol != "TCP" or (states and states[0] != "LISTEN") or "->" in name:
+            return
+        type_ = current.get("t", [None])[0]
+        if type_ is not None and type_ not in ("IPv4", "IPv6"):
+            raise ParseError(
+                _LSOF_FIELDS_SOURCE,
+                f"type {type_!r} is not IPv4/IPv6",
+                line_no=start_line,
+                line=raw,
+            )
+        ip, port, family, known, iface = _parse_lsof_name(
+            name, type_, source=_LSOF_FIELDS_SOURCE, line_no=start_line, line=raw
+        )
+        if type_ is None:
+            family = "ipv6" if isinstance(ip, ipaddress.IPv6Address) else "ipv4"
+        processes = ((command, pid),) if command is not None else ()
+        found.append(
+            _make(
+                ip,
+                port,
+                family=family,
+                dual_stack=False,
+                raw=raw,
+                processes=processes,
+                pid=pid,
+                interface=iface,
+                dual_stack_known=known,
+            )
+        )
+
+    lines = text.replace("\0", "\n").splitlines()
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        key, value = line[0], line[1:]
+        if key not in _LSOF_KNOWN_FIELDS:
+            raise ParseError(
+                _LSOF_FIELDS_SOURCE, f"unknown field identifier {key!r}", line_no=line_no, line=line
+            )
+        if key == "p":
+            flush()
+            current, raw_lines = {}, []
+            if not value.isdigit():
+                raise ParseError(
+                    _LSOF_FIELDS_SOURCE,
+                    f"pid {value!r} is not a number",
+                    line_no=line_no,
+                    line=line,
+                )
+            pid, command = int(value), None
+            continue
+        if key in "cgRuLk" and not current:
+            if key == "c":
+                command = _lsof_command(value)
+            continue  # process-level fields
+        new_file = key == "f" or (key in "tnPdDsoi" and key in current)
+        if new_file:
+            flush()
+            current, raw_lines = {}, []
+        if not current:
+            start_line = line_no
+        current.setdefault(key, []).append(value)
+        raw_lines.append(line)
+    flush()
+    return _merge_same_binding(found)
+
+
+# -- netstat ---------------------------------------------------------------------------------
+
+_NETSTAT_LINUX_SOURCE = "netstat -tlnp"
+_NETSTAT_LINUX_ROW = re.compile(
+    r"^(?P<proto>tcp6?)\s+(?P<recvq>\d+)\s+(?P<sendq>\d+)\s+(?P<local>\S+)\s+(?P<foreign>\S+)"
+    r"\s+(?P<state>[A-Z_0-9]+)(?:\s+(?P<prog>\S.*?))?\s*$"
+)
+# net-tools cuts "address" so that address + port fits 22 characters unless -W/--wide is given.
+_NETSTAT_LINUX_WIDTH = 22
+
+
+def parse_netstat_linux(text: str, *, wide: bool | None = None) -> list[Listener]:
+    """Parse net-tools ``netstat -tlnp`` (or ``-tln``); a fallback where ``ss`` is missing.
+
+    ``tcp6`` with ``::`` cannot say whether the socket is dual-stack (``dual_stack_known``
+    False); ``tcp6`` with a dotted address is a v4-mapped bind. Without ``-W`` net-tools
+    silently truncates long IPv6 addresses (``fe80::fc:ff:fe00:1:47109`` becomes
+    ``fe80::fc:ff:fe00::47109``), so an IPv6 address whose length hits the cut exactly is
+    refused unless ``wide=True``; ``wide=None`` infers wide mode from any longer row.
+    """
+    rows: list[tuple[int, str, re.Match[str]]] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith(
+            (
+                "Active Internet",
+                "Proto ",
+                "(Not all processes",
+                "will not be shown",
+                "(No info could be read",
+            )
+        ):
+            continue
+        if stripped.startswith("Active "):
+            break  # UNIX domain / Bluetooth sections follow the Internet one
+        if stripped.split(None, 1)[0] in ("udp", "udp6", "raw", "raw6", "udpl", "udpl6"):
+            continue
+        match = _NETSTAT_LINUX_ROW.match(stripped)
+        if match is None:
+            raise ParseError(
+                _NETSTAT_LINUX_SOURCE,
+                "expected 'tcp|tcp6 RECV-Q SEND-Q LOCAL FOREIGN STATE [PID/PROGRAM]'",
+                line_no=line_no,
+                line=line,
+            )
+        rows.append((line_no, line, match))
+    if wide is None:
+        wide = any(len(m["local"]) > _NETSTAT_LINUX_WIDTH + 1 for _, _, m in rows)
+    out: list[Listener] = []
+    for line_no, line, match in rows:
+        if match["state"] != "LISTEN":
+            continue
+        host, sep, port_text = match["local"].rpartition(":")
+        if not sep or not host:
+            raise ParseError(
+                _NETSTAT_LINUX_SOURCE,
+                f"cannot parse local address {match['local']!r} (expected ADDRESS:PORT)",
+                line_no=line_no,
+                line=line,
+            )
+        port = _port_or_error(port_text, source=_NETSTAT_LINUX_SOURCE, line_no=line_no, line=line)
+        if not wide and ":" in host and len(host) + len(port_text) == _NETSTAT_LINUX_WIDTH:
+            raise ParseError(
+                _NETSTAT_LINUX_SOURCE,
+                f"IPv6 address {host!r} may be truncated; run netstat with -W/--wide",
+                line_no=line_no,
+                line=line,
+            )
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            hint = "; truncated? run netstat with -W/--wide" if not wide else ""
+            raise ParseError(
+                _NETSTAT_LINUX_SOURCE,
+                f"cannot parse local address {host!r} as an IP address{hint}",
+                line_no=line_no,
+                line=line,
+            ) from None
+        known = True
+        family: Family
+        if match["proto"] == "tcp":
+            if not isinstance(ip, ipaddress.IPv4Address):
+                raise ParseError(
+                    _NETSTAT_LINUX_SOURCE,
+                    f"IPv6 address {host!r} on a tcp (IPv4) row",
+                    line_no=line_no,
+                    line=line,
+                )
+            family = "ipv4"
+        else:
+            family = "ipv6"
+            if isinstance(ip, ipaddress.IPv4Address):
+                ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+            elif ip.is_unspecified:
+                known = False
+        pid: int | None = None
+        processes: tuple[tuple[str, int], ...] = ()
+        prog = match["prog"]
+        if prog is not None and prog != "-":
+            pid_text, slash, name = prog.partition("/")
+            if not slash or not pid_text.isdigit():
+                raise ParseError(
+                    _NETSTAT_LINUX_SOURCE,
+                    f"cannot parse PID/Program {prog!r}",
+                    line_no=line_no,
+                    line=line,
+                )
+            pid = int(pid_text)
+            processes = ((name, pid),)
+        out.append(
+            _make(
+                ip,
+                port,
+                family=family,
+                dual_stack=False,
+                raw=line,
+                processes=processes,
+                pid=pid,
+                dual_stack_known=known,
+            )
+        )
+    return out
+
+
+_NETSTAT_MACOS_SOURCE = "netstat -anv -p tcp"
+# BSD netstat prints at most 16 characters of an IPv6 host unless -W is given.
+_NETSTAT_MACOS_V6_CUT = 16
+_PROCESS_PID = re.compile(r"^(?P<name>.+):(?P<pid>\d+)$")
+
+
+def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener]:
+    """Parse macOS ``netstat -anv -p tcp``.
+
+    The pid column moves between macOS releases (``rxbytes``/``txbytes`` appeared, and newer
+    releases append a ``process:pid`` column), so its index is read from the ``Proto`` header
+    after joining ``Local Address``/``Foreign Address`` into one column each. Addresses are
+    ``host.port`` split on the LAST dot; ``*`` is ``0.0.0.0`` on ``tcp4`` and ``::`` on
+    ``tcp6``/``tcp46``; ``tcp46`` is the dual-stack wildcard. ``%scope`` goes to
+    ``interface``. BSD netstat truncates IPv6 hosts to 16 characters without ``-W``; a host
+    of exactly that length is refused unless ``wide=True`` (or a longer host proves -W).
+    """
+    pid_index: int | None = None
+    header_seen = False
+    in_internet = True
+    rows: list[tuple[int, str, list[str]]] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("Active "):
+            in_internet = stripped.startswith("Active Internet")
+            continue
+        if not in_internet:
+            continue  # Multipath / UNIX sections have their own columns
+        if stripped.startswith("Proto "):
+            joined = stripped.replace("Local Address", "Local-Address")
+            header = joined.replace("Foreign Address", "Foreign-Address").split()
+            pid_index = header.index("pid") if "pid" in header else None
+            header_seen = True
+            continue
+        tokens = stripped.split()
+        if not tokens[0].startswith("tcp"):
+            if tokens[0].startswith(("udp", "icm", "raw")):
+                continue
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE, "expected a tcp4/tcp6/tcp46 row", line_no=line_no, line=line
+            )
+        if not header_seen:
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE,
+                "row before the 'Proto ...' header: cannot locate the pid column",
+                line_no=line_no,
+                line=line,
+            )
+        if tokens[0] not in ("tcp4", "tcp6", "tcp46") or len(tokens) < 6:
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE,
+                "expected 'tcp4|tcp6|tcp46 RECV-Q SEND-Q LOCAL FOREIGN STATE ...'",
+                line_no=line_no,
+                line=line,
+            )
+        rows.append((line_no, line, tokens))
+    if wide is None:
+        wide = any(
+            len(t[3].rpartition(".")[0].partition("%")[0]) > _NETSTAT_MACOS_V6_CUT
+            for _, _, t in rows
+        )
+    out: list[Listener] = []
+    for line_no, line, tokens in rows:
+        if tokens[5] != "LISTEN":
+            continue
+        proto = tokens[0]
+        host, sep, port_text = tokens[3].rpartition(".")
+        if not sep or not host or not port_text.isdigit():
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE,
+                f"cannot parse local address {tokens[3]!r} (expected ADDRESS.PORT)",
+                line_no=line_no,
+                line=line,
+            )
+        port = _port_or_error(port_text, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line)
+        iface: str | None = None
+        if "%" in host:
+            host, _, iface_text = host.partition("%")
+            iface = iface_text or None
+        family: Family = "ipv4" if proto == "tcp4" else "ipv6"
+        dual = False
+        if host == "*":
+            ip: IPAddress = (
+                ipaddress.IPv4Address("0.0.0.0")
+                if family == "ipv4"
+                else ipaddress.IPv6Address("::")
+            )
+            dual = proto == "tcp46"
+        else:
+            if not wide and ":" in host and len(host) == _NETSTAT_MACOS_V6_CUT:
+                raise ParseError(
+                    _NETSTAT_MACOS_SOURCE,
+                    f"IPv6 address {host!r} may be truncated; run netstat with -W",
+                    line_no=line_no,
+                    line=line,
+                )
+            ip = _ip_or_error(
+                host, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line, what="local address"
+            )
+            if family == "ipv4" and not isinstance(ip, ipaddress.IPv4Address):
+                raise ParseError(
+                    _NETSTAT_MACOS_SOURCE,
+                    f"IPv6 address {host!r} on a tcp4 row",
+                    line_no=line_no,
+                    line=line,
+                )
+            if family == "ipv6" and isinstance(ip, ipaddress.IPv4Address):
+                ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+        pid: int | None = None
+        process: str | None = None
+        if pid_index is not None:
+            if len(tokens) <= pid_index or not tokens[pid_index].isdigit():
+                raise ParseError(
+                    _NETSTAT_MACOS_SOURCE,
+                    "no numeric value in the pid column",
+                    line_no=line_no,
+                    line=line,
+                )
+            pid = int(tokens[pid_index])
+        tail = _PROCESS_PID.match(tokens[-1]) if len(tokens) > 6 else None
+        if tail is not None and (pid is None or int(tail["pid"]) == pid):
+            process, pid = tail["name"], int(tail["pid"])
+        processes = ((process, pid),) if process is not None and pid is not None else ()
+        out.append(
+            _make(
+                ip,
+                port,
+                family=family,
+                dual_stack=dual,
+                raw=line,
+                processes=processes,
+                pid=pid,
+                interface=iface,
+            )
+        )
+    return out
