@@ -1,0 +1,152 @@
+"""The bulletin: an append-only JSON Lines file of escalations, with state across runs.
+
+An entry is written when a check's state changes: ``opened`` when it starts failing (or
+cannot be checked at its root cause), ``resolved`` when it passes again, ``reminder`` after
+the inventory's reminder interval while it stays open. Which problems are open is derived
+from the file itself, so runs need no server. Writes happen on the xdist controller only,
+under a file lock, re-reading the state inside the lock, so two runs at once lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from conformance.redact import redact
+from conformance.results import Outcome, Result
+
+LOCK_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class OpenProblem:
+    fingerprint: str
+    opened: dict[str, Any]
+    last: dict[str, Any]
+
+
+def read_entries(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not a JSON line: {exc}") from None
+        if isinstance(entry, dict) and "fingerprint" in entry and "event" in entry:
+            entries.append(entry)
+    return entries
+
+
+def open_problems(entries: Iterable[dict[str, Any]]) -> dict[str, OpenProblem]:
+    state: dict[str, OpenProblem] = {}
+    for entry in entries:
+        fingerprint = entry["fingerprint"]
+        if entry["event"] == "opened":
+            state[fingerprint] = OpenProblem(fingerprint, entry, entry)
+        elif entry["event"] == "reminder" and fingerprint in state:
+            state[fingerprint].last = entry
+        elif entry["event"] == "resolved":
+            state.pop(fingerprint, None)
+    return state
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _entry(event: str, result: Result, run_id: str, blocked: list[str], fingerprint: str) -> dict[str, Any]:
+    subject = result.subject
+    assert subject is not None
+    return {
+        "time": _now(),
+        "run": run_id,
+        "event": event,
+        "fingerprint": fingerprint,
+        "layer": subject.layer,
+        "host": subject.host,
+        "service": subject.service,
+        "contract": subject.contract or subject.check,
+        "severity": subject.severity,
+        "owner": subject.owner,
+        "outcome": result.outcome.value,
+        "summary": redact(result.summary),
+        "details": [redact(line) for line in result.details],
+        "evidence": {key: redact(value)[:2000] for key, value in result.evidence.items()},
+        "blocked": sorted(blocked),
+    }
+
+
+@dataclass
+class BulletinUpdate:
+    opened: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    reminded: list[str] = field(default_factory=list)
+    still_open: int = 0
+
+
+def update_bulletin(path: Path, results: list[Result], run_id: str, reminder_after_hours: float | None) -> BulletinUpdate:
+    """Fold this run's results into the bulletin; one entry per root cause."""
+    roots: dict[str, Result] = {}
+    blocked: dict[str, list[str]] = {}
+    passed: set[str] = set()
+    for result in results:
+        if result.subject is None:
+            continue
+        fingerprint = result.subject.fingerprint
+        if result.outcome is Outcome.PASSED:
+            passed.add(fingerprint)
+        elif result.outcome is Outcome.VIOLATED or (result.outcome is Outcome.BROKEN and not result.blocked_by):
+            roots.setdefault(fingerprint, result)
+        elif result.outcome is Outcome.BROKEN and result.blocked_by:
+            blocked.setdefault(result.blocked_by, []).append(fingerprint)
+    # A blocker whose own check did not run this time (deselected) still gets its entry,
+    # described by the first check it blocked.
+    for blocker, dependents in blocked.items():
+        if blocker not in roots:
+            sample = next(r for r in results if r.subject and r.subject.fingerprint == dependents[0])
+            roots[blocker] = replace(sample, blocked_by=None)
+    update = BulletinUpdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
+        state = open_problems(read_entries(path))
+        new_entries: list[dict[str, Any]] = []
+        for fingerprint, result in sorted(roots.items()):
+            dependents = blocked.get(fingerprint, [])
+            if fingerprint not in state:
+                new_entries.append(_entry("opened", result, run_id, dependents, fingerprint))
+                update.opened.append(fingerprint)
+            elif reminder_after_hours is not None and _hours_since(state[fingerprint].last["time"]) >= reminder_after_hours:
+                new_entries.append(_entry("reminder", result, run_id, dependents, fingerprint))
+                update.reminded.append(fingerprint)
+        for fingerprint in sorted(passed):
+            if fingerprint in state and fingerprint not in roots:
+                entry = dict(state[fingerprint].opened)
+                entry.update({"time": _now(), "run": run_id, "event": "resolved", "outcome": "passed",
+                              "summary": f"resolved: {state[fingerprint].opened.get('summary', '')}"[:500],
+                              "evidence": {}, "details": [], "blocked": []})
+                new_entries.append(entry)
+                update.resolved.append(fingerprint)
+        if new_entries:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps(entry, sort_keys=True) + "\n" for entry in new_entries))
+        update.still_open = len(open_problems(read_entries(path)))
+    return update
+
+
+def _hours_since(stamp: str) -> float:
+    try:
+        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return (time.time() - then.timestamp()) / 3600

@@ -1,0 +1,193 @@
+"""Effective settings of a service, computed the way the service itself computes them.
+
+systemd: ``Environment=`` first, then each ``EnvironmentFile=`` in order (a file's values
+override ``Environment=``); launchd: the job's ``EnvironmentVariables``. OptiLLM then takes
+each setting from its command-line flag, else its ``OPTILLM_*`` variable, else its default,
+and its proxy plugin reads ``~/.optillm/proxy_config.yaml`` from the *service user's* home
+with ``${VAR}``/``${VAR:-default}`` substitution from that environment.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from conformance.facts.gather import file_key, resolve_path, unit_of
+from conformance.facts.model import FactUnavailable, HostFacts
+from conformance.facts.parsers import ParseError, parse_env_file, substitute_vars
+from conformance.inventory.model import Port, Service
+from conformance.redact import register_env_values
+
+# OptiLLM 0.3.x flags and the variables they fall back to (llm-services.md 2.3).
+OPTILLM_FLAGS: dict[str, tuple[str, str]] = {
+    "host": ("OPTILLM_HOST", "127.0.0.1"),
+    "port": ("OPTILLM_PORT", "8000"),
+    "base_url": ("OPTILLM_BASE_URL", ""),
+    "approach": ("OPTILLM_APPROACH", "auto"),
+    "model": ("OPTILLM_MODEL", "gpt-4o-mini"),
+    "optillm_api_key": ("OPTILLM_API_KEY", ""),
+}
+
+
+def service_environment(facts: HostFacts, service: Service, port: Port | None = None) -> dict[str, str]:
+    """The environment the service's (or instance's) process starts with."""
+    unit_ref = unit_of(service, port)
+    if unit_ref is None:
+        raise FactUnavailable(f"{service.name} declares no unit, so its environment is unknown")
+    unit = facts.unit(unit_ref[1])
+    env = dict(unit.environment)
+    for path, optional in unit.environment_files:
+        fact = _file_by_path(facts, path)
+        if fact is None or fact.content is None:
+            if optional and (fact is None or not fact.exists):
+                continue
+            why = fact.error if fact else "not gathered"
+            raise FactUnavailable(f"cannot read EnvironmentFile {path} of {unit.name}: {why}")
+        try:
+            values = parse_env_file(fact.content, path)
+        except ParseError as exc:
+            raise FactUnavailable(f"EnvironmentFile {path} does not parse: {exc}") from None
+        register_env_values(values)
+        env.update(values)
+    return env
+
+
+def instance_environment(facts: HostFacts, service: Service, port: Port) -> dict[str, str]:
+    env = service_environment(facts, service, port)
+    if port.env_file:
+        fact = facts.files.get(file_key(service.name, port.env_file))
+        unit = facts.unit(unit_of(service, port)[1]) if unit_of(service, port) else None  # type: ignore[index]
+        referenced = unit is not None and fact is not None and any(fact.path == path for path, _ in unit.environment_files)
+        if fact is not None and fact.content is not None and not referenced:
+            # launchd has no EnvironmentFile; an instance env file is then read by the
+            # wrapper the plist runs, after the plist's own variables.
+            values = parse_env_file(fact.content, fact.path or port.env_file)
+            register_env_values(values)
+            env.update(values)
+    return env
+
+
+def _file_by_path(facts: HostFacts, path: str) -> Any:
+    for fact in facts.files.values():
+        if fact.path == path:
+            return fact
+    return None
+
+
+def service_home(facts: HostFacts, service: Service, env: dict[str, str] | None = None) -> str | None:
+    if env and env.get("HOME"):
+        return env["HOME"]
+    user = service.user
+    if user is None and service.unit and service.unit.name in facts.units:
+        user = facts.units[service.unit.name].user
+    return facts.user_homes.get(user or "root")
+
+
+def hf_cache_of(env: dict[str, str], facts: HostFacts, service: Service) -> str | None:
+    """huggingface_hub's cache resolution order: HF_HUB_CACHE, HF_HOME/hub, XDG, ~."""
+    if env.get("HF_HUB_CACHE"):
+        return env["HF_HUB_CACHE"]
+    if env.get("HUGGINGFACE_HUB_CACHE"):
+        return env["HUGGINGFACE_HUB_CACHE"]
+    if env.get("HF_HOME"):
+        return posixpath.join(env["HF_HOME"], "hub")
+    if env.get("XDG_CACHE_HOME"):
+        return posixpath.join(env["XDG_CACHE_HOME"], "huggingface", "hub")
+    home = service_home(facts, service, env)
+    return posixpath.join(home, ".cache", "huggingface", "hub") if home else None
+
+
+@dataclass
+class OptiLLMSettings:
+    values: dict[str, str]
+    sources: dict[str, str]  # setting -> "flag --x", "env OPTILLM_X (file)", "default"
+    env: dict[str, str]
+    client: str  # which upstream client OptiLLM will build (local | cerebras | openai | azure | litellm-wrapper)
+    providers: list[dict[str, Any]] = field(default_factory=list)
+    proxy_config_path: str | None = None
+    proxy_config_error: str | None = None
+
+    @property
+    def local_inference(self) -> bool:
+        return self.client == "local"
+
+
+def _flag_values(argv: tuple[str, ...]) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    args = list(argv[1:])
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            name = name.replace("-", "_")
+            if not eq and index + 1 < len(args) and not args[index + 1].startswith("--"):
+                value = args[index + 1]
+                index += 1
+            flags[name] = value if (eq or value) else "true"
+        index += 1
+    return flags
+
+
+def optillm_settings(facts: HostFacts, service: Service, port: Port | None = None) -> OptiLLMSettings:
+    env = service_environment(facts, service, port)
+    unit_ref = unit_of(service, port)
+    assert unit_ref is not None
+    unit = facts.unit(unit_ref[1])
+    flags = _flag_values(unit.argv)
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for setting, (variable, default) in OPTILLM_FLAGS.items():
+        if setting in flags:
+            values[setting], sources[setting] = flags[setting], f"flag --{setting.replace('_', '-')}"
+        elif variable in env:
+            values[setting], sources[setting] = env[variable], f"environment {variable}"
+        else:
+            values[setting], sources[setting] = default, "default"
+    # get_config(): OPTILLM_API_KEY in the *environment* switches on local inference, whatever
+    # the base URL says; a --optillm-api-key flag only protects the API.
+    if env.get("OPTILLM_API_KEY"):
+        client = "local"
+    elif env.get("CEREBRAS_API_KEY"):
+        client = "cerebras"
+    elif env.get("OPENAI_API_KEY"):
+        client = "openai"
+    elif env.get("AZURE_OPENAI_API_KEY"):
+        client = "azure"
+    else:
+        client = "litellm-wrapper"
+    settings = OptiLLMSettings(values, sources, env, client)
+    if values["approach"] == "proxy" or any(key.startswith("proxy") for key in values):
+        _load_proxy_config(facts, service, settings)
+    return settings
+
+
+def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSettings) -> None:
+    declared = next((file.path for file in service.files if file.role == "proxy_config"), "~/.optillm/proxy_config.yaml")
+    fact = facts.files.get(file_key(service.name, declared))
+    if fact is None:
+        home = service_home(facts, service, settings.env)
+        path, why = resolve_path(service, declared, {"root": home} if home else {}, None)
+        settings.proxy_config_path = path
+        settings.proxy_config_error = why or "proxy_config.yaml was not gathered"
+        return
+    settings.proxy_config_path = fact.path
+    if fact.content is None:
+        settings.proxy_config_error = f"cannot read {fact.path or declared}: {fact.error}"
+        return
+    try:
+        data = yaml.safe_load(substitute_vars(fact.content, settings.env))
+    except yaml.YAMLError as exc:
+        settings.proxy_config_error = f"{fact.path}: invalid YAML: {exc}"
+        return
+    providers = (data or {}).get("providers") if isinstance(data, dict) else None
+    if not isinstance(providers, list) or not providers:
+        settings.proxy_config_error = f"{fact.path}: no providers (OptiLLM then falls back to its default client)"
+        return
+    for provider in providers:
+        if isinstance(provider, dict):
+            settings.providers.append({"name": provider.get("name"), "base_url": provider.get("base_url"),
+                                       "has_api_key": bool(provider.get("api_key"))})

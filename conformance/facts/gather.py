@@ -1,0 +1,419 @@
+"""Gathering a host's facts in two round trips, whatever the number of checks.
+
+Round one asks everything that the inventory alone determines: identity, listening
+sockets, processes, units, declared files, package metadata, in-host probes. Round two asks
+what depends on round one: files under the service user's home (``~`` is that user's home,
+not the monitor's), environment files a unit names, and the HF caches the instances'
+environments point at. Both rounds are single remote executions of allow-listed commands.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from conformance.facts.model import FileFact, HostFacts, ProbeFact, Process, UnitFact
+from conformance.facts.parsers import (
+    ParseError,
+    parse_environment_files_property,
+    parse_environment_property,
+    parse_exec_start,
+    parse_launchctl_print,
+    parse_lsof,
+    parse_netstat_macos,
+    parse_plist,
+    parse_ss,
+    parse_systemctl_show_many,
+)
+from conformance.inventory.model import Host, Inventory, Port, Service
+from conformance.transport import scripts
+from conformance.transport.connection import CommandResult, HostConnection
+
+SYSTEMD_PROPERTIES = (
+    "Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath",
+    "MainPID", "User", "ExecStart", "Environment", "EnvironmentFiles", "WorkingDirectory",
+)
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    key: str  # stable key checks use: "<service>:<declared path>"
+    service: Service
+    declared: str
+    secret: bool
+
+
+@dataclass
+class HostPlan:
+    """Everything to ask one host, derived from the inventory only (no I/O)."""
+
+    host: Host
+    units: list[tuple[str, str | None]] = field(default_factory=list)  # (name, launchd domain)
+    unit_files: list[str] = field(default_factory=list)
+    files: list[FileRequest] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    venvs: list[str] = field(default_factory=list)
+    caches: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)
+
+
+def file_key(service: str, declared: str) -> str:
+    return f"{service}:{declared}"
+
+
+def unit_of(service: Service, port: Port | None = None) -> tuple[str, str, str, str | None] | None:
+    """(manager, name, path, domain) of the unit that runs this service (or instance)."""
+    unit = port.unit if port is not None and port.unit is not None else service.unit
+    if unit is None:
+        return None
+    return unit.manager, unit.name, unit.path, unit.domain
+
+
+def resolve_path(service: Service, declared: str, homes: dict[str, str | None], unit_user: str | None) -> tuple[str | None, str | None]:
+    """Absolute path on the host for an inventory path, or (None, why not)."""
+    if declared.startswith("/"):
+        return declared, None
+    if declared.startswith("~/"):
+        user = service.user or unit_user or "root"
+        home = homes.get(user)
+        if home is None:
+            return None, f"home directory of {user!r} (the service user) is unknown"
+        return posixpath.join(home, declared[2:]), None
+    if service.repo_root is None:
+        return None, "repo-relative path, but no repo_root is given for this site"
+    return posixpath.join(service.repo_root, declared), None
+
+
+def venv_path(service: Service) -> str | None:
+    if service.venv is None:
+        return None
+    if service.venv.startswith("/"):
+        return service.venv
+    return posixpath.join(service.repo_root, service.venv) if service.repo_root else None
+
+
+def lan_ports_of(inventory: Inventory, host: str) -> list[Port]:
+    return [port for port in inventory.ports if port.host == host]
+
+
+def build_plan(inventory: Inventory, host: Host) -> HostPlan:
+    plan = HostPlan(host)
+    for service in inventory.services_on(host.name):
+        if not service.is_live:
+            continue
+        ports = inventory.ports_of(service.name)
+        for port in [None, *ports]:
+            unit = unit_of(service, port)
+            if unit and (unit[1], unit[3]) not in plan.units:
+                plan.units.append((unit[1], unit[3]))
+                plan.unit_files.append(unit[2])
+        for file in service.files:
+            plan.files.append(FileRequest(file_key(service.name, file.path), service, file.path, file.secret))
+        for port in ports:
+            if port.env_file:
+                plan.files.append(FileRequest(file_key(service.name, port.env_file), service, port.env_file, True))
+        if service.user and service.user not in plan.users:
+            plan.users.append(service.user)
+        venv = venv_path(service)
+        if venv and venv not in plan.venvs:
+            plan.venvs.append(venv)
+        if service.hf_cache and service.hf_cache not in plan.caches:
+            plan.caches.append(service.hf_cache)
+    # In-host probes: every loopback health endpoint, and each dependency edge whose
+    # source lives here (probed from inside the source host, as the edge is used).
+    for check in inventory.health_checks:
+        service = inventory.service(check.service)
+        if service.host == host.name and service.is_live and check.vantage == "loopback":
+            plan.probes.append(f"http://127.0.0.1:{check.port}{check.path}")
+    for target in dependency_targets(inventory, host.name):
+        if target not in plan.probes:
+            plan.probes.append(target)
+    return plan
+
+
+def dependency_targets(inventory: Inventory, host: str) -> list[str]:
+    """host:port targets this host must reach for its dependency edges."""
+    targets: list[str] = []
+    for dependency in inventory.dependencies:
+        source = inventory.service(dependency.source)
+        target = inventory.service(dependency.target)
+        if source.host != host or not (source.is_live and target.is_live):
+            continue
+        for port in inventory.ports_of(target.name):
+            if port.state != "active":
+                continue
+            address = "127.0.0.1" if target.host == host else inventory.host(target.host).address
+            if address:
+                target_text = f"{address}:{port.port}" if ":" not in address else f"[{address}]:{port.port}"
+                if target_text not in targets:
+                    targets.append(target_text)
+    return targets
+
+
+def _sudo(host: Host, argv: list[str]) -> list[str]:
+    return ["sudo", "-n", *argv] if host.ssh.sudo else argv
+
+
+def _listener_commands(host: Host) -> list[list[str]]:
+    if host.os == "linux":
+        return [_sudo(host, ["ss", "-Htlnp"])]
+    return [_sudo(host, ["lsof", "-nP", "-iTCP", "-sTCP:LISTEN"]), ["netstat", "-anv", "-p", "tcp"]]
+
+
+def _unit_commands(host: Host, plan: HostPlan) -> list[list[str]]:
+    if not plan.units:
+        return []
+    if host.service_manager == "systemd":
+        argv = ["systemctl", "show"]
+        for prop in SYSTEMD_PROPERTIES:
+            argv += ["-p", prop]
+        return [argv + [name for name, _ in plan.units]]
+    return [["launchctl", "print", f"{domain or 'system'}/{name}"] for name, domain in plan.units]
+
+
+def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
+    """Gather all of one host's facts (two remote executions)."""
+    host = connection.record
+    plan = build_plan(inventory, host)
+    facts = HostFacts(host.name)
+
+    round_one: list[list[str]] = [["hostname"], ["uname", "-s"], ["ps", "-axo", "pid=,ppid=,user=,comm="]]
+    listener_cmds = _listener_commands(host)
+    unit_cmds = _unit_commands(host, plan)
+    round_one += listener_cmds + unit_cmds
+    round_one += [["cat", path] for path in plan.unit_files]
+    users = sorted(set(plan.users) | {"root"})
+    round_one.append(["python3", "-c", scripts.USER_HOMES.text, *users])
+    if plan.venvs:
+        round_one.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *plan.venvs])
+    if plan.probes:
+        round_one.append(["python3", "-c", scripts.IN_HOST_PROBE.text, str(PROBE_TIMEOUT_SECONDS), *plan.probes])
+    static_files = [request for request in plan.files if not request.declared.startswith("~/")]
+    for request in static_files:
+        path, _ = resolve_path(request.service, request.declared, {}, None)
+        if path:
+            round_one.append(_sudo(host, ["cat", path]) if request.secret else ["cat", path])
+    results = iter(connection.run_batch(round_one))
+
+    facts.hostname = _text(next(results))
+    facts.os_name = _text(next(results))
+    _read_processes(facts, next(results))
+    listener_results = [next(results) for _ in listener_cmds]
+    _read_listeners(facts, host, listener_results)
+    unit_results = [next(results) for _ in unit_cmds]
+    _read_units(facts, host, plan, unit_results)
+    unit_file_results = [next(results) for _ in plan.unit_files]
+    for path, result in zip(plan.unit_files, unit_file_results, strict=True):
+        facts.files[f"unit:{path}"] = _file_fact(path, path, result, secret=False)
+    facts.user_homes = _json(next(results), facts, "user homes") or {}
+    if plan.venvs:
+        facts.packages = _json(next(results), facts, "package metadata") or {}
+    if plan.probes:
+        for target, value in (_json(next(results), facts, "in-host probes") or {}).items():
+            facts.probes[target] = ProbeFact(target, bool(value.get("ok")), value.get("status"),
+                                             str(value.get("body", "")), value.get("error"), float(value.get("ms", 0)))
+    for request in static_files:
+        path, why = resolve_path(request.service, request.declared, {}, None)
+        key = file_key(request.service.name, request.declared)
+        facts.files[key] = _file_fact(request.declared, path, next(results), request.secret) if path else FileFact(request.declared, None, False, None, why, request.secret)
+
+    _round_two(connection, inventory, plan, facts)
+    facts.commands = connection.commands_run
+    return facts
+
+
+def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan, facts: HostFacts) -> None:
+    host = connection.record
+    commands: list[list[str]] = []
+    pending: list[tuple[str, str | None, FileRequest | None, str]] = []
+    for request in plan.files:
+        if not request.declared.startswith("~/"):
+            continue
+        unit_user = _unit_user(facts, request.service)
+        path, why = resolve_path(request.service, request.declared, facts.user_homes, unit_user)
+        key = file_key(request.service.name, request.declared)
+        if path is None:
+            facts.files[key] = FileFact(request.declared, None, False, None, why, request.secret)
+            continue
+        commands.append(_sudo(host, ["cat", path]))
+        pending.append((key, path, request, request.declared))
+    known_paths = {fact.path for fact in facts.files.values()}
+    for unit in facts.units.values():
+        for env_path, _optional in unit.environment_files:
+            if env_path not in known_paths:
+                commands.append(_sudo(host, ["cat", env_path]))
+                pending.append((f"envfile:{env_path}", env_path, None, env_path))
+                known_paths.add(env_path)
+    caches = list(plan.caches)
+    for cache in effective_hf_caches(inventory, host.name, facts):
+        if cache not in caches:
+            caches.append(cache)
+    if caches:
+        commands.append(["python3", "-c", scripts.HF_CACHE_LISTING.text, *caches])
+    if not commands:
+        return
+    results = connection.run_batch(commands)
+    for (key, path, request, declared), result in zip(pending, results, strict=False):
+        facts.files[key] = _file_fact(declared, path, result, request.secret if request else True)
+    if caches:
+        facts.hf_caches = _json(results[-1], facts, "HF cache listing") or {}
+
+
+def _unit_user(facts: HostFacts, service: Service) -> str | None:
+    if service.unit and service.unit.name in facts.units:
+        return facts.units[service.unit.name].user
+    return None
+
+
+def effective_hf_caches(inventory: Inventory, host: str, facts: HostFacts) -> list[str]:
+    """The HF hub caches the live instances on this host will really use."""
+    from conformance.facts.environment import instance_environment, hf_cache_of
+
+    caches = []
+    for service in inventory.services_on(host):
+        if service.kind != "optillm-local" or not service.is_live:
+            continue
+        for port in inventory.ports_of(service.name):
+            if port.state != "active":
+                continue
+            try:
+                env = instance_environment(facts, service, port)
+            except Exception:  # noqa: BLE001 - a missing env is reported by the checks themselves
+                continue
+            cache = hf_cache_of(env, facts, service)
+            if cache and cache not in caches:
+                caches.append(cache)
+    return caches
+
+
+def _text(result: CommandResult) -> str | None:
+    return result.stdout.strip() if result.ok else None
+
+
+def _json(result: CommandResult, facts: HostFacts, what: str) -> dict:  # type: ignore[type-arg]
+    if not result.ok:
+        facts.problems.append(f"{what}: exit {result.exit_code}: {result.stderr.strip()[:200]}")
+        return {}
+    try:
+        value = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        facts.problems.append(f"{what}: unreadable output: {exc}")
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _file_fact(declared: str, path: str, result: CommandResult, secret: bool) -> FileFact:
+    if result.ok:
+        return FileFact(declared, path, True, result.stdout + ("\n" if result.stdout else ""), None, secret)
+    stderr = result.stderr.strip()
+    missing = "No such file" in stderr
+    if "a password is required" in stderr or "not allowed" in stderr:
+        stderr = f"sudo refused to read it ({stderr.splitlines()[-1] if stderr else 'no detail'})"
+    return FileFact(declared, path, not missing, None, stderr or f"exit {result.exit_code}", secret)
+
+
+def _read_processes(facts: HostFacts, result: CommandResult) -> None:
+    if not result.ok:
+        facts.problems.append(f"process list: {result.stderr.strip()[:200]}")
+        return
+    for line in result.stdout.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
+            pid, ppid = int(parts[0]), int(parts[1])
+            facts.processes[pid] = Process(pid, ppid, parts[2], parts[3])
+
+
+def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) -> None:
+    primary = results[0]
+    facts.listeners_source = primary.command
+    if not primary.ok:
+        facts.listeners_error = f"{primary.command} failed (exit {primary.exit_code}): {primary.stderr.strip()[:300]}"
+        return
+    try:
+        if host.os == "linux":
+            facts.listeners = parse_ss(primary.stdout)
+        else:
+            listeners = parse_lsof(primary.stdout)
+            # lsof cannot tell a dual-stack socket from a v6-only one; netstat can (tcp46).
+            if len(results) > 1 and results[1].ok:
+                dual = {(item.port, item.pid) for item in parse_netstat_macos(results[1].stdout) if item.dual_stack}
+                listeners = [_with_dual_stack(item, (item.port, item.pid) in dual) for item in listeners]
+            facts.listeners = listeners
+    except ParseError as exc:
+        facts.listeners_error = str(exc)
+
+
+def _with_dual_stack(listener: object, dual: bool) -> object:
+    from dataclasses import replace
+
+    return replace(listener, dual_stack=dual) if dual else listener  # type: ignore[type-var]
+
+
+def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[CommandResult]) -> None:
+    if not plan.units:
+        return
+    if host.service_manager == "systemd":
+        result = results[0]
+        if not result.ok and not result.stdout:
+            for name, _ in plan.units:
+                facts.unit_errors[name] = f"systemctl show failed: {result.stderr.strip()[:300]}"
+            return
+        try:
+            blocks = parse_systemctl_show_many(result.stdout)
+        except ParseError as exc:
+            for name, _ in plan.units:
+                facts.unit_errors[name] = str(exc)
+            return
+        for (name, _), block in zip(plan.units, blocks, strict=False):
+            facts.units[name] = _systemd_unit(name, block)
+        return
+    for (name, domain), result in zip(plan.units, results, strict=True):
+        if not result.ok:
+            facts.units[name] = UnitFact("launchd", name, False, False, "not loaded", None, "", None, None, None,
+                                         (), {}, (), None, {"error": result.stderr.strip()[:300]})
+            continue
+        try:
+            job = parse_launchctl_print(result.stdout, name)
+        except ParseError as exc:
+            facts.unit_errors[name] = str(exc)
+            continue
+        facts.units[name] = UnitFact("launchd", name, True, job.state == "running", job.state, None, "",
+                                     job.path, job.pid, None, job.arguments or ((job.program,) if job.program else ()),
+                                     dict(job.environment), (), job.working_directory, {"domain": domain or "system"})
+
+
+def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:
+    load = props.get("LoadState", "")
+    active = props.get("ActiveState", "")
+    sub = props.get("SubState", "")
+    file_state = props.get("UnitFileState", "")
+    main_pid = int(props["MainPID"]) if props.get("MainPID", "0").isdigit() and props.get("MainPID") != "0" else None
+    exec_start = props.get("ExecStart", "")
+    return UnitFact(
+        manager="systemd",
+        name=name,
+        loaded=load == "loaded",
+        active=active == "active",
+        state_text=f"{active} ({sub})" if sub else active,
+        enabled=file_state in {"enabled", "enabled-runtime", "static", "alias", "indirect"} if file_state else None,
+        unit_file_state=file_state,
+        definition_path=props.get("FragmentPath") or None,
+        main_pid=main_pid,
+        user=props.get("User") or None,
+        argv=parse_exec_start(exec_start) if exec_start else (),
+        environment=parse_environment_property(props.get("Environment", "")),
+        environment_files=tuple(parse_environment_files_property(props.get("EnvironmentFiles", ""))),
+        working_directory=props.get("WorkingDirectory") or None,
+        raw_state={key: props.get(key, "") for key in ("LoadState", "ActiveState", "SubState", "UnitFileState")},
+    )
+
+
+def parse_plist_fact(content: str, source: str) -> object:
+    return parse_plist(content.encode(), source)
+
+
+def _unused(_: Iterable[object]) -> None:
+    return None

@@ -1,0 +1,126 @@
+"""What the harness knows about one host after gathering: plain, immutable-ish records.
+
+Checks read only these records; they never run commands. A fact that could not be
+gathered carries its error, so that a check depending on it reports "could not check"
+with that cause instead of a false pass or a false failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.facts.parsers import Listener
+
+
+class FactUnavailable(Exception):
+    """A fact a check needs could not be gathered; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileFact:
+    declared: str  # as written in the inventory
+    path: str | None  # resolved absolute path on the host (None: cannot resolve)
+    exists: bool
+    content: str | None  # None when unreadable or missing
+    error: str | None  # why it is missing/unreadable/unresolvable
+    secret: bool = False
+
+    def require(self) -> str:
+        if self.content is None:
+            raise FactUnavailable(f"cannot read {self.path or self.declared}: {self.error}")
+        return self.content
+
+
+@dataclass(frozen=True)
+class UnitFact:
+    """A systemd unit or launchd job, in one shape."""
+
+    manager: str
+    name: str
+    loaded: bool
+    active: bool
+    state_text: str  # "active (running)", "running", "inactive (dead)", "not loaded" ...
+    enabled: bool | None  # None: unknown (launchd has no separate enabled state here)
+    unit_file_state: str
+    definition_path: str | None  # FragmentPath / plist path
+    main_pid: int | None
+    user: str | None
+    argv: tuple[str, ...]
+    environment: dict[str, str]  # Environment= / plist EnvironmentVariables
+    environment_files: tuple[tuple[str, bool], ...]
+    working_directory: str | None
+    raw_state: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeFact:
+    """One GET or TCP connect made from inside a host."""
+
+    target: str
+    ok: bool
+    status: int | None
+    body: str
+    error: str | None
+    milliseconds: float
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    ppid: int
+    user: str
+    command: str
+
+
+@dataclass
+class HostFacts:
+    host: str
+    hostname: str | None = None
+    os_name: str | None = None
+    listeners: list[Listener] | None = None
+    listeners_error: str | None = None
+    listeners_source: str = ""
+    processes: dict[int, Process] = field(default_factory=dict)
+    units: dict[str, UnitFact] = field(default_factory=dict)
+    unit_errors: dict[str, str] = field(default_factory=dict)
+    files: dict[str, FileFact] = field(default_factory=dict)  # key: declared path (+ scope)
+    user_homes: dict[str, str | None] = field(default_factory=dict)
+    packages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hf_caches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probes: dict[str, ProbeFact] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    commands: int = 0
+
+    def require_listeners(self) -> list[Listener]:
+        if self.listeners is None:
+            raise FactUnavailable(f"listening sockets unknown: {self.listeners_error}")
+        return self.listeners
+
+    def unit(self, name: str) -> UnitFact:
+        if name in self.units:
+            return self.units[name]
+        raise FactUnavailable(self.unit_errors.get(name, f"unit {name} was not gathered"))
+
+    def file(self, key: str) -> FileFact:
+        if key not in self.files:
+            raise FactUnavailable(f"{key} was not gathered")
+        return self.files[key]
+
+    def probe(self, target: str) -> ProbeFact:
+        if target not in self.probes:
+            raise FactUnavailable(f"probe {target} was not run")
+        return self.probes[target]
+
+    def descends_from(self, pid: int, ancestor: int) -> bool:
+        """Whether ``pid`` is ``ancestor`` or one of its descendants (workers, reloaders)."""
+        seen: set[int] = set()
+        while pid and pid not in seen:
+            if pid == ancestor:
+                return True
+            seen.add(pid)
+            process = self.processes.get(pid)
+            if process is None:
+                return False
+            pid = process.ppid
+        return False

@@ -1,0 +1,278 @@
+"""The inventory's typed records.
+
+The shape mirrors the seed's planned database tables (services, ports, health_checks,
+bulletin, dependencies) plus the hosts, owners, contracts and secret names they refer to,
+so that a later database can hold exactly these records. Every model forbids unknown keys:
+a misspelt key must be an error, never a silently skipped check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", min_length=1, max_length=64)]
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, le=600)]
+
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not HOSTNAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is neither an IP address nor a DNS name"
+            ) from None
+    return value
+
+
+def _check_bind(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            f"bind {value!r} must be an IP address such as 0.0.0.0, ::, 127.0.0.1 or ::1"
+        ) from None
+    return value
+
+
+BindAddress = Annotated[str, AfterValidator(_check_bind)]
+HostAddress = Annotated[str, AfterValidator(_check_address)]
+
+
+class Layer(Record):
+    name: Name
+    title: str
+    owner: Name
+    description: str = ""
+    source: str = Field(description="Where the owners' source of truth lives.")
+
+
+class Owner(Record):
+    id: Name
+    kind: Literal["layer", "service"]
+    description: str = ""
+
+
+class SshSettings(Record):
+    user: str | None = Field(default=None, description="Supplied per site.")
+    port: PortNumber = 22
+    identity_file: str | None = None
+    known_hosts: str | None = Field(
+        default=None, description="known_hosts file holding this host's key."
+    )
+    host_key: str | None = Field(
+        default=None,
+        description="A pinned public key ('ssh-ed25519 AAAA...'), instead of known_hosts.",
+    )
+    connect_timeout: Seconds = 5.0
+    command_timeout: Seconds = 20.0
+    sudo: bool = Field(
+        default=False,
+        description="Use 'sudo -n' for the few privileged read-only commands (ss -p, 0600 files).",
+    )
+
+
+class AllowedListener(Record):
+    port: PortNumber
+    bind: BindAddress | None = None
+    process: str | None = None
+    reason: str
+
+
+class Host(Record):
+    name: Name
+    title: str = ""
+    role: Literal["gateway", "inference", "harness"]
+    os: Literal["linux", "macos"]
+    service_manager: Literal["systemd", "launchd"]
+    connection: Literal["ssh", "local"] = "ssh"
+    address: HostAddress | None = Field(default=None, description="Supplied per site.")
+    hostname: str | None = Field(default=None, description="Expected hostname; per site.")
+    ssh: SshSettings = SshSettings()
+    allowed_listeners: tuple[AllowedListener, ...] = ()
+    stand_in: str | None = Field(
+        default=None, description="Why this host differs from the real one (lab only)."
+    )
+
+
+class Unit(Record):
+    manager: Literal["systemd", "launchd"]
+    name: str = Field(description="systemd unit name or launchd label.")
+    path: str = Field(description="Unit file or plist path.")
+    domain: str | None = Field(default=None, description="launchd domain, e.g. gui/501.")
+
+
+FileRole = Literal[
+    "router_config",
+    "env",
+    "proxy_config",
+    "requirements",
+    "instance_env",
+    "config",
+]
+
+
+class ConfigFile(Record):
+    path: str = Field(
+        description="Absolute, '~/...' (the service user's home) or relative to repo_root."
+    )
+    role: FileRole
+    format: Literal["yaml", "env", "requirements", "text"]
+    secret: bool = Field(default=False, description="Holds secrets: values are never shown.")
+    instance: Name | None = Field(default=None, description="The instance this file belongs to.")
+
+
+ServiceKind = Literal["litellm", "optillm-proxy", "optillm-local", "monitor"]
+
+
+class Service(Record):
+    name: Name
+    title: str
+    kind: ServiceKind
+    host: Name
+    tier: Literal["gateway", "inference", "monitor"]
+    role: str
+    state: Literal["enabled", "disabled", "planned"] = "enabled"
+    state_reason: str = ""
+    owner: Name | None = None
+    user: str | None = Field(default=None, description="Account the service runs as.")
+    repo_root: str | None = Field(default=None, description="Base of repo-relative paths.")
+    venv: str | None = None
+    unit: Unit | None = None
+    files: tuple[ConfigFile, ...] = ()
+    hf_cache: str | None = Field(default=None, description="Required HF hub cache directory.")
+    package_pins: dict[str, str] = Field(
+        default_factory=dict, description="Distribution -> version specifier, e.g. <5."
+    )
+    upstream_service: Name | None = Field(
+        default=None, description="The only service this one may forward to."
+    )
+    forwards_only: bool = Field(
+        default=False, description="Gateway tier: must never run inference itself."
+    )
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_live(self) -> bool:
+        return self.state == "enabled"
+
+
+class Port(Record):
+    port: PortNumber
+    host: Name
+    service: Name
+    instance: Name | None = Field(default=None, description="e.g. high, balanced, fast")
+    bind: BindAddress
+    exposure: Literal["lan", "local"]
+    protocol: Literal["tcp"] = "tcp"
+    state: Literal["active", "reserved"] = "active"
+    model: str | None = Field(default=None, description="Model served on this port.")
+    unit: Unit | None = Field(default=None, description="Per-instance unit, if any.")
+    env_file: str | None = Field(default=None, description="Per-instance env file.")
+
+
+class HealthCheck(Record):
+    id: Name
+    service: Name
+    port: PortNumber
+    path: str = Field(pattern=r"^/")
+    vantage: Literal["lan", "loopback"]
+    auth: Literal["none", "master_key", "client_key"] = "none"
+    expect_status: tuple[int, ...] = (200,)
+    expect_json: Any = None
+    expect_status_field: tuple[str, ...] = ()
+    expect_models: bool = Field(default=False, description="/v1/models lists the port's model.")
+    calls_models: bool = Field(
+        default=False, description="Makes real model calls: runs only when asked."
+    )
+    per_model: bool = False
+    timeout: Seconds = 10.0
+
+
+ContractCheck = Literal[
+    "clients_call_litellm_only",
+    "optillm_local_only",
+    "optillm_upstream_is_litellm",
+    "no_routing_loop",
+    "gateway_never_runs_inference",
+    "showroom_models_present",
+    "transformers_pin",
+    "hf_cache_path",
+    "hf_token_present",
+    "dependencies_reachable",
+]
+
+
+class Contract(Record):
+    id: Name
+    statement: str = Field(description="The contract as the seed states it.")
+    check: ContractCheck
+    severity: Literal["critical", "major", "minor"] = "major"
+    services: tuple[Name, ...] = ()
+    owner: Name | None = None
+
+
+class Dependency(Record):
+    source: Name
+    target: Name
+    kind: Literal["inference", "tools", "upstream"]
+    description: str = ""
+
+
+class Secret(Record):
+    name: Name
+    env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable name.")
+    file: str | None = Field(default=None, description="Or a file holding the value.")
+    used_for: str = ""
+    required: bool = False
+
+
+class BulletinPolicy(Record):
+    reminder_after_hours: float | None = Field(default=24.0, gt=0)
+
+
+class Inventory(Record):
+    schema_version: Literal[1]
+    layer: Layer
+    owners: tuple[Owner, ...]
+    hosts: tuple[Host, ...]
+    services: tuple[Service, ...]
+    ports: tuple[Port, ...]
+    health_checks: tuple[HealthCheck, ...] = ()
+    contracts: tuple[Contract, ...] = ()
+    dependencies: tuple[Dependency, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    bulletin: BulletinPolicy = BulletinPolicy()
+    source_path: str = Field(default="", exclude=True)
+
+    def host(self, name: str) -> Host:
+        return next(host for host in self.hosts if host.name == name)
+
+    def service(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
+
+    def ports_of(self, service: str) -> tuple[Port, ...]:
+        return tuple(port for port in self.ports if port.service == service)
+
+    def services_on(self, host: str) -> tuple[Service, ...]:
+        return tuple(service for service in self.services if service.host == host)
+
+    def owner_of(self, service: Service | None) -> str:
+        """The service owner, else the layer owner (the seed's ownership rule)."""
+        if service is not None and service.owner:
+            return service.owner
+        return self.layer.owner
+
+    def secret_env(self, name: str) -> Secret | None:
+        return next((secret for secret in self.secrets if secret.name == name), None)

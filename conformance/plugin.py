@@ -1,0 +1,171 @@
+"""The pytest plugin: options, parametrization, fixtures and hook wiring only.
+
+Everything it calls lives in the package: the inventory loader, case generation, the
+runtime that gathers facts, the checks, and the sinks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.assertions import RESULT_ATTRIBUTE, CheckBroken, ContractViolation
+from conformance.cases import Case, cases_for
+from conformance.inventory.loader import INVENTORY_ENV, InventoryError, load_inventory
+from conformance.results import Result
+from conformance.runtime import RunOptions, Runtime, new_run_id
+from conformance.sinks import session as session_sink
+from conformance.transport.audit import AuditLog
+
+CASE_FIXTURES = (
+    "host_case", "service_case", "unit_case", "port_owner_case", "port_case", "reserved_port_case",
+    "file_case", "health_case", "contract_case",
+)
+RUNTIME_KEY = pytest.StashKey[Runtime]()
+RESULT_PROPERTY = "conformance_result"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "gateway conformance")
+    group.addoption("--inventory", default=None,
+                    help=f"inventory YAML (default: ${INVENTORY_ENV} or inventory/gateway.yaml)")
+    group.addoption("--site", default=None, help="site override YAML (default: $CONFORMANCE_SITE)")
+    group.addoption("--bulletin", default=None, help="bulletin JSON Lines file (default: reports/bulletin.jsonl)")
+    group.addoption("--conformance-host", action="append", default=[], metavar="HOST",
+                    help="only check these inventory hosts (repeatable)")
+    group.addoption("--conformance-service", action="append", default=[], metavar="SERVICE",
+                    help="only check these inventory services (repeatable)")
+    group.addoption("--model-health", action="store_true",
+                    help="also run health checks that make real model calls (LiteLLM /health)")
+    group.addoption("--reports-dir", default=None, help="where reports and the audit log go (default: reports/)")
+
+
+def _inventory_path(config: pytest.Config) -> Path:
+    value = config.getoption("--inventory") or os.environ.get(INVENTORY_ENV)
+    return Path(value) if value else Path(config.rootpath, "inventory", "gateway.yaml")
+
+
+def reports_dir(config: pytest.Config) -> Path:
+    value = config.getoption("--reports-dir") or os.environ.get("CONFORMANCE_REPORTS")
+    return Path(value) if value else Path(config.rootpath, "reports")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        inventory = load_inventory(_inventory_path(config), config.getoption("--site"))
+    except InventoryError as exc:
+        # UsageError makes pytest exit with code 4 before collecting anything.
+        raise pytest.UsageError(str(exc)) from None
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    run_id = workerinput["conformance_run_id"] if workerinput else new_run_id()
+    config.stash[session_sink.RUN_ID_KEY] = run_id
+    audit = AuditLog(reports_dir(config) / "audit.jsonl", run_id)
+    options = RunOptions(model_health=bool(config.getoption("--model-health")))
+    config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
+    if workerinput is None:
+        session_sink.configure_controller(config, inventory, reports_dir(config))
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller hook: every worker shares the controller's run id."""
+    node.workerinput["conformance_run_id"] = node.config.stash[session_sink.RUN_ID_KEY]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    if runtime is not None:
+        runtime.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    runtime = metafunc.config.stash.get(RUNTIME_KEY, None)
+    if runtime is None:
+        return
+    for name in CASE_FIXTURES:
+        if name in metafunc.fixturenames:
+            marker = metafunc.definition.get_closest_marker("check")
+            check = marker.args[0] if marker else None
+            cases = cases_for(runtime.inventory, name, check)
+            metafunc.parametrize(name, cases, ids=[case.id for case in cases], indirect=True)
+
+
+def _bind(request: pytest.FixtureRequest) -> Case:
+    case: Case = request.param
+    case.runtime = request.config.stash[RUNTIME_KEY]
+    return case
+
+
+host_case = pytest.fixture(_bind, name="host_case")
+service_case = pytest.fixture(_bind, name="service_case")
+unit_case = pytest.fixture(_bind, name="unit_case")
+port_owner_case = pytest.fixture(_bind, name="port_owner_case")
+port_case = pytest.fixture(_bind, name="port_case")
+reserved_port_case = pytest.fixture(_bind, name="reserved_port_case")
+file_case = pytest.fixture(_bind, name="file_case")
+health_case = pytest.fixture(_bind, name="health_case")
+contract_case = pytest.fixture(_bind, name="contract_case")
+
+
+def _case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for name in CASE_FIXTURES:
+        if name in callspec.params:
+            value = callspec.params[name]
+            return value if isinstance(value, Case) else None
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    hosts = set(config.getoption("--conformance-host"))
+    services = set(config.getoption("--conformance-service"))
+    selected, deselected = [], []
+    for item in items:
+        case = _case_of(item)
+        if case is not None:
+            # One worker per host: its connection and facts are then built once per run.
+            item.add_marker(pytest.mark.xdist_group(case.host))
+            if (hosts and case.host not in hosts) or (services and (case.service is None or case.service.name not in services)):
+                deselected.append(item)
+                continue
+        selected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    case = _case_of(item)
+    result: Result | None = getattr(case, RESULT_ATTRIBUTE, None) if case is not None else None
+    if report.when == "call" and result is not None:
+        report.user_properties.append((RESULT_PROPERTY, result.to_json()))
+        if call.excinfo is not None and isinstance(call.excinfo.value, ContractViolation | CheckBroken):
+            # The rendered result is the whole story; a Python traceback would only hide it.
+            report.longrepr = str(call.excinfo.value)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    if report.when == "call" and report.failed and session_sink.outcome_of(report) == "broken":
+        return "error", "E", "ERROR"
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    session_sink.on_report(report)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session_sink.finish(session, exitstatus)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    session_sink.terminal_summary(terminalreporter, config)

@@ -1,0 +1,84 @@
+"""Probes from the harness's own vantage (the LAN): TCP connects and HTTP GETs.
+
+GET only, explicit connect/read timeouts on every call, latency recorded. The outcome of a
+probe is data (answered / refused / timed out), never an exception: whether "refused" is
+good news depends on the contract, and the check decides.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from conformance.redact import redact
+
+BODY_LIMIT = 2048
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    target: str
+    answered: bool  # TCP connected (and for HTTP: a response came back)
+    status: int | None = None
+    body: str = ""
+    json: object = None
+    error: str | None = None
+    error_kind: str | None = None  # refused | timeout | unreachable | http
+    milliseconds: float = 0.0
+    headers: dict[str, str] | None = None
+
+    def describe(self) -> str:
+        if self.answered and self.status is not None:
+            return f"HTTP {self.status} in {self.milliseconds:.0f} ms: {redact(self.body[:200])}"
+        if self.answered:
+            return f"connected in {self.milliseconds:.0f} ms"
+        return f"{self.error_kind}: {self.error}"
+
+
+def _classify(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, ConnectionRefusedError) or "refused" in text:
+        return "refused"
+    if isinstance(exc, TimeoutError | socket.timeout | httpx.TimeoutException) or "timed out" in text:
+        return "timeout"
+    return "unreachable"
+
+
+def tcp_connect(address: str, port: int, timeout: float) -> ProbeResult:
+    target = f"{address}:{port}"
+    started = time.monotonic()
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return ProbeResult(target, True, milliseconds=(time.monotonic() - started) * 1000)
+    except OSError as exc:
+        return ProbeResult(target, False, error=exc.strerror or str(exc), error_kind=_classify(exc),
+                           milliseconds=(time.monotonic() - started) * 1000)
+
+
+def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) -> ProbeResult:
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False,
+                          follow_redirects=False) as client:
+            response = client.get(url, headers=headers or {})
+    except httpx.HTTPError as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        return ProbeResult(url, False, error=redact(str(cause) or type(exc).__name__), error_kind=_classify(cause) if not isinstance(exc, httpx.TimeoutException) else "timeout",
+                           milliseconds=(time.monotonic() - started) * 1000)
+    elapsed = (time.monotonic() - started) * 1000
+    body = response.text[:BODY_LIMIT]
+    try:
+        parsed: object = response.json()
+    except ValueError:
+        parsed = None
+    return ProbeResult(url, True, response.status_code, body, parsed, milliseconds=elapsed,
+                       headers={key.lower(): value for key, value in response.headers.items()
+                                if key.lower() in {"content-type", "x-litellm-version"}})
+
+
+def url_for(address: str, port: int, path: str) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}{path}"

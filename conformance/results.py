@@ -1,0 +1,104 @@
+"""The result of one check: an outcome, a one-line summary, details and evidence.
+
+Four outcomes, never blurred: the contract holds (passed); the contract is violated
+(violated: a failed test); it could not be checked (broken: an error, with its cause); it
+does not apply (skipped, with the reason). ``blocked_by`` names the root cause a broken
+result depends on (an unreachable host, a stopped service), so that one outage is reported
+once, not once per dependent check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from conformance.redact import redact
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    VIOLATED = "violated"
+    BROKEN = "broken"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a result is about, in inventory terms (never in pytest node ids)."""
+
+    check: str
+    host: str | None = None
+    service: str | None = None
+    port: int | None = None
+    item: str | None = None  # a file path, health check id, dependency edge ...
+    contract: str | None = None
+    owner: str = ""
+    severity: str = "major"
+    layer: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity across runs: built from inventory ids only."""
+        parts = [self.layer, self.contract or self.check, self.host or "-", self.service or "-"]
+        if self.port is not None:
+            parts.append(str(self.port))
+        if self.item:
+            parts.append(self.item)
+        return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    summary: str
+    details: tuple[str, ...] = ()
+    evidence: dict[str, str] = field(default_factory=dict)
+    subject: Subject | None = None
+    blocked_by: str | None = None
+    latency_ms: float | None = None
+
+    def about(self, subject: Subject) -> Result:
+        return replace(self, subject=subject)
+
+    def render(self) -> str:
+        """The assertion text an owner reads: what is wrong, then the evidence."""
+        lines = [self.summary, *(f"  {line}" for line in self.details)]
+        if self.blocked_by:
+            lines.append(f"  blocked by: {self.blocked_by}")
+        for name, value in self.evidence.items():
+            value_lines = value.rstrip().splitlines() or [""]
+            lines.append(f"  {name}: {value_lines[0]}")
+            lines.extend(f"    {line}" for line in value_lines[1:])
+        return redact("\n".join(lines))
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = asdict(self)
+        data["outcome"] = self.outcome.value
+        data["fingerprint"] = self.subject.fingerprint if self.subject else None
+        return redact(json.dumps(data, sort_keys=True))
+
+    @classmethod
+    def from_json(cls, text: str) -> Result:
+        data = json.loads(text)
+        data.pop("fingerprint", None)
+        subject = Subject(**data.pop("subject")) if data.get("subject") else None
+        return cls(outcome=Outcome(data.pop("outcome")), subject=subject,
+                   details=tuple(data.pop("details", ())), **data)
+
+
+def passed(summary: str, *details: str, **evidence: str) -> Result:
+    return Result(Outcome.PASSED, summary, details, evidence)
+
+
+def violated(summary: str, *details: str, **evidence: str) -> Result:
+    return Result(Outcome.VIOLATED, summary, details, evidence)
+
+
+def broken(summary: str, *details: str, blocked_by: str | None = None, **evidence: str) -> Result:
+    return Result(Outcome.BROKEN, summary, details, evidence, blocked_by=blocked_by)
+
+
+def skipped(summary: str) -> Result:
+    return Result(Outcome.SKIPPED, summary)

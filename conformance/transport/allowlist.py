@@ -1,0 +1,116 @@
+"""The read-only allow-list: the only commands the harness may run on a host.
+
+The harness must never change a host. Rather than trusting every caller, the transport
+accepts a command only as an argv list that matches one of the rules below, and refuses
+anything else before a byte reaches the host. ``python -c`` is allowed only with one of
+the harness's own registered scripts (exact text), which read metadata and never write.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Sequence
+
+from conformance.transport import scripts
+
+
+class CommandRefused(Exception):
+    """A command that is not on the read-only allow-list; it never left this machine."""
+
+
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9._@:+=/-]+$")
+_UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target)$")
+_SYSTEMCTL_PROPERTY = re.compile(r"^[A-Za-z]+$")
+_LAUNCHD_TARGET = re.compile(r"^(system|gui/\d+|user/\d+)/[A-Za-z0-9._-]+$")
+
+
+def _is_path(arg: str) -> bool:
+    return bool(_SAFE_PATH.match(arg)) and ".." not in arg.split("/")
+
+
+def _exact(*options: tuple[str, ...]) -> Callable[[Sequence[str]], bool]:
+    return lambda args: tuple(args) in options
+
+
+def _cat(args: Sequence[str]) -> bool:
+    return len(args) >= 1 and all(_is_path(arg) for arg in args)
+
+
+def _stat(args: Sequence[str]) -> bool:
+    return len(args) >= 3 and args[0] == "-c" and _SAFE_WORD.match(args[1].replace("%", "")) is not None and all(
+        _is_path(arg) for arg in args[2:]
+    )
+
+
+def _systemctl(args: Sequence[str]) -> bool:
+    if not args or args[0] not in {"show", "is-active", "is-enabled"}:
+        return False
+    rest = list(args[1:])
+    while rest and rest[0] == "-p":
+        if len(rest) < 2 or not _SYSTEMCTL_PROPERTY.match(rest[1]):
+            return False
+        rest = rest[2:]
+    return bool(rest) and all(_UNIT_NAME.match(unit) for unit in rest)
+
+
+def _launchctl(args: Sequence[str]) -> bool:
+    return len(args) == 2 and args[0] == "print" and bool(_LAUNCHD_TARGET.match(args[1]))
+
+
+def _getent(args: Sequence[str]) -> bool:
+    return len(args) >= 2 and args[0] == "passwd" and all(
+        re.match(r"^[a-z_][a-z0-9_.-]*$", user) for user in args[1:]
+    )
+
+
+def _python(args: Sequence[str]) -> bool:
+    if len(args) < 2 or args[0] != "-c":
+        return False
+    script = scripts.by_text(args[1])
+    return script is not None and script.arguments_valid(args[2:])
+
+
+RULES: dict[str, Callable[[Sequence[str]], bool]] = {
+    "ss": _exact(("-Htlnp",), ("-Htln",)),
+    "lsof": _exact(("-nP", "-iTCP", "-sTCP:LISTEN"), ("-nP", "-iTCP", "-sTCP:LISTEN", "-Fpcnt")),
+    "netstat": _exact(("-anv", "-p", "tcp"), ("-tlnp",)),
+    "systemctl": _systemctl,
+    "launchctl": _launchctl,
+    "cat": _cat,
+    "stat": _stat,
+    "hostname": _exact((), ("-s",)),
+    "uname": _exact(("-s",), ("-sr",)),
+    "id": _exact((), ("-u",)),
+    "sw_vers": _exact((), ("-productVersion",)),
+    "getent": _getent,
+    "ps": _exact(("-axo", "pid=,ppid=,user=,comm="),),
+    "python3": _python,
+    "python": _python,
+}
+
+
+def check_command(argv: Sequence[str]) -> None:
+    """Raise CommandRefused unless ``argv`` is on the read-only allow-list."""
+    if not argv:
+        raise CommandRefused("empty command")
+    args = list(argv)
+    if args[0] == "sudo":
+        # Privilege is only ever a non-interactive prefix to an allowed command.
+        if len(args) < 3 or args[1] != "-n":
+            raise CommandRefused(f"sudo must be 'sudo -n <allowed command>': {argv!r}")
+        args = args[2:]
+    program = args[0]
+    name = posixpath.basename(program)
+    if "/" in program and not _is_path(program):
+        raise CommandRefused(f"unsafe program path {program!r}")
+    if "/" in program and name.startswith("python"):
+        name = "python3"
+    rule = RULES.get(name)
+    if rule is None:
+        raise CommandRefused(f"{name!r} is not on the read-only allow-list")
+    if "/" in program and name not in {"python3", "python"}:
+        raise CommandRefused(f"only interpreters may be given by path, not {program!r}")
+    if not rule(args[1:]):
+        raise CommandRefused(f"arguments not allowed for {name}: {args[1:]!r}")

@@ -1,0 +1,332 @@
+"""One read-only, time-bounded connection per host, built on testinfra's backends.
+
+testinfra gives us the host abstraction and the paramiko/local backends; this module adds
+what a monitor needs and testinfra does not do by default:
+
+- host keys are verified (known_hosts or a pinned key; unknown or changed is an error);
+- every connect and every command has a timeout, and stdout/stderr are drained together
+  (reading one stream to the end first can deadlock on a chatty command);
+- a host that fails once is not retried: its one cause is re-raised for every later check;
+- commands are checked against the read-only allow-list and written to the audit log;
+- many commands travel in one round trip (``run_batch``), so the number of remote
+  executions per host does not grow with the number of checks.
+"""
+
+from __future__ import annotations
+
+import secrets as random_tokens
+import select
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import testinfra
+from testinfra.backend.paramiko import ParamikoBackend
+
+from conformance.inventory.model import Host
+from conformance.transport.allowlist import check_command
+from conformance.transport.audit import AuditLog
+
+_READ_CHUNK = 65536
+
+
+class HostUnavailable(Exception):
+    """The host could not be checked at all; ``cause`` is the one reason, for every check."""
+
+    def __init__(self, host: str, kind: str, cause: str) -> None:
+        super().__init__(f"{host}: {cause}")
+        self.host = host
+        self.kind = kind  # unreachable | timeout | host-key | auth | misconfigured
+        self.cause = cause
+
+
+class CommandTimeout(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return key.fingerprint  # "SHA256:..." in paramiko >= 3
+
+
+class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
+    """testinfra's paramiko backend with verified host keys and bounded I/O."""
+
+    def __init__(self, host: Host, known_hosts: Path | None, pinned_key: str | None,
+                 command_timeout: float) -> None:
+        assert host.address is not None
+        user = host.ssh.user or ""
+        spec = f"paramiko://{user}@{host.address}:{host.ssh.port}" if user else f"paramiko://{host.address}:{host.ssh.port}"
+        super().__init__(spec, ssh_identity_file=host.ssh.identity_file,
+                         timeout=int(max(1, host.ssh.connect_timeout)))
+        self.record = host
+        self.known_hosts = known_hosts
+        self.pinned_key = pinned_key
+        self.command_timeout = command_timeout
+        self.connect_timeout = host.ssh.connect_timeout
+
+    def _host_key_name(self) -> str:
+        address = self.record.address
+        port = self.record.ssh.port
+        return address if port == 22 else f"[{address}]:{port}"
+
+    @property  # type: ignore[override]
+    def client(self) -> paramiko.SSHClient:
+        existing = self.__dict__.get("_client")
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        client = paramiko.SSHClient()
+        # Never trust on first use: a monitor that accepts any key can be pointed anywhere.
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        if self.known_hosts is not None:
+            client.load_host_keys(str(self.known_hosts))
+        if self.pinned_key:
+            key_type, key_data = self.pinned_key.split()[:2]
+            client.get_host_keys().add(self._host_key_name(), key_type, paramiko.PKey.from_type_string(key_type, __import__("base64").b64decode(key_data)))
+        client.connect(
+            hostname=self.record.address,
+            port=self.record.ssh.port,
+            username=self.record.ssh.user,
+            key_filename=self.record.ssh.identity_file,
+            timeout=self.connect_timeout,
+            banner_timeout=self.connect_timeout,
+            auth_timeout=self.connect_timeout,
+            channel_timeout=self.connect_timeout,
+            look_for_keys=False,
+            allow_agent=False,
+        )
+        self.__dict__["_client"] = client
+        return client
+
+    def _exec_command(self, command: bytes) -> tuple[int, bytes, bytes]:
+        transport = self.client.get_transport()
+        assert transport is not None
+        channel = transport.open_session(timeout=self.connect_timeout)
+        channel.settimeout(self.command_timeout)
+        channel.exec_command(command)
+        deadline = time.monotonic() + self.command_timeout
+        stdout, stderr = bytearray(), bytearray()
+        while True:
+            if channel.recv_ready():
+                stdout += channel.recv(_READ_CHUNK)
+                continue
+            if channel.recv_stderr_ready():
+                stderr += channel.recv_stderr(_READ_CHUNK)
+                continue
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                break
+            if time.monotonic() > deadline:
+                channel.close()
+                raise CommandTimeout(f"command did not finish within {self.command_timeout:g} s")
+            select.select([channel], [], [], 0.05)
+        return channel.recv_exit_status(), bytes(stdout), bytes(stderr)
+
+    def close(self) -> None:
+        client = self.__dict__.pop("_client", None)
+        if client is not None:
+            client.close()
+
+
+class HostConnection:
+    """The single connection to one host for this process; see the module docstring."""
+
+    def __init__(self, host: Host, audit: AuditLog) -> None:
+        self.record = host
+        self.audit = audit
+        self._lock = threading.Lock()
+        self._failure: HostUnavailable | None = None
+        self._backend: _StrictParamikoBackend | None = None
+        self.commands_run = 0
+        self.connections_opened = 0
+
+    def _ensure_backend(self) -> _StrictParamikoBackend | None:
+        host = self.record
+        if host.connection == "local":
+            return None
+        if self._backend is not None:
+            return self._backend
+        if not host.address:
+            raise HostUnavailable(host.name, "misconfigured",
+                                  "no address given for this site (set CONFORMANCE_HOST_"
+                                  f"{host.name.upper().replace('-', '_')}_ADDRESS or a site file)")
+        known_hosts = Path(host.ssh.known_hosts) if host.ssh.known_hosts else None
+        if known_hosts is None and not host.ssh.host_key:
+            raise HostUnavailable(host.name, "host-key",
+                                  "no known_hosts file or pinned host_key: refusing to connect "
+                                  "to an unverified host")
+        if known_hosts is not None and not known_hosts.is_file():
+            raise HostUnavailable(host.name, "host-key", f"known_hosts file {known_hosts} does not exist")
+        backend = _StrictParamikoBackend(host, known_hosts, host.ssh.host_key, host.ssh.command_timeout)
+        started = time.monotonic()
+        try:
+            backend.client  # noqa: B018 - connect now, so the cause is attributed to connecting
+        except paramiko.BadHostKeyException as exc:
+            raise HostUnavailable(host.name, "host-key",
+                                  f"host key for {host.address} has CHANGED: expected "
+                                  f"{_fingerprint(exc.expected_key)}, got {_fingerprint(exc.key)}; "
+                                  "refusing to connect (update known_hosts only if the change is expected)") from None
+        except paramiko.AuthenticationException as exc:
+            raise HostUnavailable(host.name, "auth", f"SSH authentication as {host.ssh.user!r} failed: {exc}") from None
+        except paramiko.SSHException as exc:
+            text = str(exc)
+            if "not found in known_hosts" in text:
+                raise HostUnavailable(host.name, "host-key",
+                                      f"host key of {host.address} is UNKNOWN (not in "
+                                      f"{known_hosts or 'the pinned key'}); refusing to connect") from None
+            raise HostUnavailable(host.name, "unreachable", f"SSH to {host.address} failed: {text}") from None
+        except (TimeoutError, socket.timeout):
+            raise HostUnavailable(host.name, "timeout",
+                                  f"SSH to {host.address}:{host.ssh.port} timed out after "
+                                  f"{host.ssh.connect_timeout:g} s") from None
+        except OSError as exc:
+            raise HostUnavailable(host.name, "unreachable",
+                                  f"cannot reach {host.address}:{host.ssh.port}: {exc.strerror or exc}") from None
+        finally:
+            self.audit.record(host.name, f"ssh connect {host.ssh.user}@{host.address}:{host.ssh.port}",
+                              None, time.monotonic() - started, "connect")
+        self.connections_opened += 1
+        self._backend = backend
+        return backend
+
+    def _execute(self, script: str, display: str) -> tuple[int, str, str]:
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            started = time.monotonic()
+            exit_code: int | None = None
+            try:
+                backend = self._ensure_backend()
+                if backend is None:
+                    completed = subprocess.run(["/bin/sh", "-c", script], capture_output=True,
+                                               timeout=self.record.ssh.command_timeout, check=False)
+                    exit_code, out, err = completed.returncode, completed.stdout, completed.stderr
+                else:
+                    exit_code, out, err = backend._exec_command(script.encode())
+            except HostUnavailable as exc:
+                self._failure = exc
+                raise
+            except (CommandTimeout, subprocess.TimeoutExpired):
+                self._failure = HostUnavailable(self.record.name, "timeout",
+                                                f"commands did not finish within {self.record.ssh.command_timeout:g} s")
+                raise self._failure from None
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self._failure = HostUnavailable(self.record.name, "unreachable", f"SSH session failed: {exc}")
+                raise self._failure from None
+            finally:
+                self.commands_run += 1
+                self.audit.record(self.record.name, display, exit_code, time.monotonic() - started, "exec")
+            return exit_code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    def run_batch(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
+        """Run several allow-listed commands in one remote execution."""
+        for argv in commands:
+            check_command(argv)
+        if not commands:
+            return []
+        nonce = random_tokens.token_hex(6)
+        parts = []
+        for index, argv in enumerate(commands):
+            marker = f"@@GC{nonce} {index}@@"
+            parts.append(
+                f"printf '%s\\n' '{marker}'; printf '%s\\n' '{marker}' >&2; "
+                f"{shlex.join(argv)} </dev/null; printf '\\n@@GC{nonce} rc {index} %s@@\\n' \"$?\""
+            )
+        script = "\n".join(parts)
+        display = " ;; ".join(shlex.join(argv) for argv in commands)
+        _, stdout, stderr = self._execute(script, display)
+        return _split_batch(commands, nonce, stdout, stderr)
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        return self.run_batch([argv])[0]
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def testinfra_host(self) -> testinfra.host.Host:
+        """The testinfra Host over this same connection (for ad-hoc use and baselines)."""
+        backend = self._ensure_backend()
+        if backend is None:
+            return testinfra.get_host("local://")
+        return testinfra.host.Host(backend)
+
+
+def _split_sections(text: str, nonce: str) -> dict[int, str]:
+    sections: dict[int, list[str]] = {}
+    current: int | None = None
+    prefix = f"@@GC{nonce} "
+    for line in text.splitlines():
+        if line.startswith(prefix) and line.endswith("@@"):
+            token = line[len(prefix):-2]
+            if token.isdigit():
+                current = int(token)
+                sections[current] = []
+                continue
+            if token.startswith("rc "):
+                continue
+        if current is not None:
+            sections[current].append(line)
+    return {index: "\n".join(lines) for index, lines in sections.items()}
+
+
+def _split_batch(commands: Sequence[Sequence[str]], nonce: str, stdout: str, stderr: str) -> list[CommandResult]:
+    codes: dict[int, int] = {}
+    prefix = f"@@GC{nonce} rc "
+    for line in stdout.splitlines():
+        if line.startswith(prefix) and line.endswith("@@"):
+            index, _, code = line[len(prefix):-2].partition(" ")
+            codes[int(index)] = int(code) if code.isdigit() else 255
+    out_sections = _split_sections(stdout, nonce)
+    err_sections = _split_sections(stderr, nonce)
+    results = []
+    for index, argv in enumerate(commands):
+        out = out_sections.get(index, "")
+        # The rc marker starts with a newline so that output without a final newline is
+        # still split correctly; drop that one added line.
+        if out.endswith("\n"):
+            out = out[:-1]
+        results.append(CommandResult(tuple(argv), codes.get(index, 255), out, err_sections.get(index, "")))
+    return results
+
+
+class ConnectionPool:
+    """At most one connection per host per process."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+        self._connections: dict[str, HostConnection] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: Host) -> HostConnection:
+        with self._lock:
+            connection = self._connections.get(host.name)
+            if connection is None:
+                connection = HostConnection(host, self.audit)
+                self._connections[host.name] = connection
+            return connection
+
+    def close_all(self) -> None:
+        for connection in self._connections.values():
+            connection.close()

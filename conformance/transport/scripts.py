@@ -1,0 +1,118 @@
+"""The harness's own read-only Python snippets, run on hosts with ``python3 -c``.
+
+Each snippet is fixed text (the allow-list matches it exactly) and takes only plain
+arguments. They read metadata and sockets; none writes anything or imports heavy packages
+(reading transformers' version must not import transformers: it imports torch).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.:_-]+$")
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    text: str
+    arguments_valid: Callable[[Sequence[str]], bool]
+
+
+# Prints a JSON object {dist_name_lower: version} for the site-packages under each venv.
+PACKAGE_VERSIONS = Script(
+    "package-versions",
+    """import glob,json,sys
+import importlib.metadata as m
+out={}
+for venv in sys.argv[1:]:
+    paths=glob.glob(venv+'/lib/python3*/site-packages')
+    found={}
+    for d in m.distributions(path=paths):
+        name=(d.metadata['Name'] or '').lower()
+        if name: found[name]=d.version
+    out[venv]={'site_packages':paths,'packages':found}
+print(json.dumps(out))""",
+    lambda args: bool(args) and all(_PATH.match(arg) for arg in args),
+)
+
+# Lists the models present in each HF hub cache: {cache: {"exists": bool, "models": {...}}}.
+# A model counts as present when a snapshot holds config.json (what from_pretrained needs).
+HF_CACHE_LISTING = Script(
+    "hf-cache-listing",
+    """import json,os,sys
+out={}
+for cache in sys.argv[1:]:
+    entry={'exists':os.path.isdir(cache),'models':{}}
+    if entry['exists']:
+        try:
+            names=sorted(os.listdir(cache))
+        except OSError as exc:
+            entry['error']=str(exc); names=[]
+        for name in names:
+            if not name.startswith('models--'): continue
+            model=name[len('models--'):].replace('--','/')
+            snaps=os.path.join(cache,name,'snapshots')
+            complete=False
+            if os.path.isdir(snaps):
+                complete=any(os.path.isfile(os.path.join(snaps,s,'config.json')) for s in os.listdir(snaps))
+            entry['models'][model]=complete
+    out[cache]=entry
+print(json.dumps(out))""",
+    lambda args: bool(args) and all(_PATH.match(arg) for arg in args),
+)
+
+# One GET per URL or one TCP connect per host:port, from inside the host, with a timeout.
+# Prints {target: {"ok": bool, "status": int|None, "body": str, "error": str|None, "ms": float}}.
+IN_HOST_PROBE = Script(
+    "in-host-probe",
+    """import json,socket,sys,time,urllib.request,urllib.error
+timeout=float(sys.argv[1]); out={}
+for target in sys.argv[2:]:
+    t0=time.monotonic(); r={'ok':False,'status':None,'body':'','error':None}
+    try:
+        if target.startswith('http://'):
+            req=urllib.request.Request(target,method='GET')
+            try:
+                with urllib.request.urlopen(req,timeout=timeout) as resp:
+                    r['status']=resp.status; r['body']=resp.read(2048).decode('utf-8','replace')
+            except urllib.error.HTTPError as exc:
+                r['status']=exc.code; r['body']=exc.read(2048).decode('utf-8','replace')
+            r['ok']=True
+        else:
+            host,_,port=target.rpartition(':')
+            with socket.create_connection((host.strip('[]'),int(port)),timeout=timeout):
+                r['ok']=True
+    except Exception as exc:
+        r['error']=type(exc).__name__+': '+str(exc)
+    r['ms']=round((time.monotonic()-t0)*1000,1)
+    out[target]=r
+print(json.dumps(out))""",
+    lambda args: len(args) >= 2
+    and re.match(r"^\d+(\.\d+)?$", args[0]) is not None
+    and all(
+        (arg.startswith("http://") and " " not in arg and len(arg) < 300) or _HOSTPORT.match(arg)
+        for arg in args[1:]
+    ),
+)
+
+# Home directories of accounts: {user: home or null}. getent is not on macOS; pwd is.
+USER_HOMES = Script(
+    "user-homes",
+    """import json,pwd,sys
+out={}
+for user in sys.argv[1:]:
+    try: out[user]=pwd.getpwnam(user).pw_dir
+    except KeyError: out[user]=None
+print(json.dumps(out))""",
+    lambda args: bool(args) and all(re.match(r"^[a-z_][a-z0-9_.-]*$", arg) for arg in args),
+)
+
+ALL_SCRIPTS = (PACKAGE_VERSIONS, HF_CACHE_LISTING, IN_HOST_PROBE, USER_HOMES)
+
+
+def by_text(text: str) -> Script | None:
+    return next((script for script in ALL_SCRIPTS if script.text == text), None)
