@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config as c
-from .build import cold_build, golden_dir
+from .build import cold_build, golden_current, golden_dir
 from .runtime import (
     HostRun,
     LabState,
@@ -113,6 +113,11 @@ def lab_up() -> LabInfo:
     if all(host_running(st, h) for h in c.HOSTS) and not any(host_problems(h) for h in c.HOSTS):
         _write_state_files()
         return _info(st, time.monotonic() - t0, cold=False, changed=False)
+    stale = [h for h in c.HOSTS if mounted(root_dir(h)) and not golden_current(h)]
+    if stale:
+        # Rebuilding a golden rootfs under a mounted overlay would corrupt the running host.
+        raise LabError(f"the golden rootfs of {', '.join(stale)} is out of date but in use; "
+                       "run `conformance lab down` first, then `up`")
     cold = cold_build()
     _write_state_files()
     if ensure_bridge():

@@ -321,6 +321,14 @@ def config_key(host: str, s: LabSecrets, monitor_pub: str) -> str:
     return _digest(*parts)
 
 
+def golden_current(host: str) -> bool:
+    """Golden rootfs built and its config up to date (so `up` would change nothing on disk)."""
+    if not golden_ready(host):
+        return False
+    key = config_key(host, load_or_create_secrets(), load_or_create_monitor_key())
+    return _stamp_ok(golden_dir(host), STAMP_CONFIG, key)
+
+
 def apply_config(host: str, s: LabSecrets, monitor_pub: str) -> bool:
     """Write the conformant config into the golden rootfs; False if it was already there."""
     root = golden_dir(host)
