@@ -145,8 +145,9 @@ def _parse_unit_exec(text: str) -> tuple[str, ...]:
     while index < len(text) and text[index] in _EXEC_PREFIXES:
         at = at or text[index] == "@"
         index += 1
-    words = _split_words(text[index:], source=source, c_escapes=True)
-    if any(word == ";" for word in words):
+    marked = _split_marked(text[index:], source=source, c_escapes=True)
+    words = [word for word, _ in marked]
+    if any(word == ";" and plain for word, plain in marked):
         raise ParseError(source, "';' separates several commands; not supported", line=text)
     if not words:
         raise ParseError(source, "no command", line=text)
@@ -158,38 +159,45 @@ def _parse_unit_exec(text: str) -> tuple[str, ...]:
 
 
 def _split_words(text: str, *, source: str, c_escapes: bool) -> list[str]:
+    """Split shell-like words (see ``_split_marked``)."""
+    return [word for word, _ in _split_marked(text, source=source, c_escapes=c_escapes)]
+
+
+def _split_marked(text: str, *, source: str, c_escapes: bool) -> list[tuple[str, bool]]:
     """Split shell-like words: quotes anywhere in a word; backslash escapes.
 
     ``c_escapes`` (unit files): ``\\n``, ``\\t``, ``\\xHH``, octal, ``\\uXXXX`` ... everywhere.
     Otherwise (``shell_maybe_quote`` output): inside double quotes a backslash escapes only
     ``" \\ ` $``; outside quotes it escapes the next character.
     """
-    words: list[str] = []
+    words: list[tuple[str, bool]] = []
     word: list[str] = []
     in_word = False
+    plain = True  # no quote or escape in the current word
     quote: str | None = None
     index = 0
     while index < len(text):
         char = text[index]
         if quote is None and char.isspace():
             if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
+                words.append(("".join(word), plain))
+                word, in_word, plain = [], False, True
             index += 1
             continue
         in_word = True
         if char == quote:
-            quote = None
+            quote, plain = None, False
             index += 1
             continue
         if quote is None and char in "'\"":
-            quote = char
+            quote, plain = char, False
             index += 1
             continue
         if char == "\\" and (c_escapes or quote != "'"):
             if index + 1 >= len(text):
                 raise ParseError(source, "trailing backslash", line=text)
             nxt = text[index + 1]
+            plain = False
             if c_escapes:
                 decoded, used = _c_unescape(text, index + 1, source)
                 word.append(decoded)
@@ -207,7 +215,7 @@ def _split_words(text: str, *, source: str, c_escapes: bool) -> list[str]:
     if quote is not None:
         raise ParseError(source, f"unterminated {quote} quote", line=text)
     if in_word:
-        words.append("".join(word))
+        words.append(("".join(word), plain))
     return words
 
 
