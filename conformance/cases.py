@@ -180,7 +180,7 @@ def cases_for(inventory: Inventory, kind: str, check: str | None = None) -> list
             service = inventory.service(check_record.service)
             port = next(port for port in inventory.ports_of(service.name) if port.port == check_record.port)
             cases.append(Case(kind, f"{_port_id(port)}{check_record.path}", service.host, service, port,
-                              health=check_record, check=f"health:{check_record.id}"))
+                              health=check_record, check="health"))
     elif kind == "contract_case":
         cases = _contract_cases(inventory, check or "")
     else:

@@ -120,7 +120,8 @@ def optillm_upstream_is_litellm(service: Service, settings: OptiLLMSettings, inv
         target = urlsplit(verdicts[0].url).hostname or ""
         address = "127.0.0.1" if target in LOCAL_NAMES else target
         listeners = [item for item in facts.listeners if item.port == litellm_port.port]
-        if _is_ip(address) and listeners and not any(item.reachable_at(address) for item in listeners):
+        if _is_ip(address) and not ipaddress.ip_address(address).is_unspecified and listeners \
+                and not any(item.reachable_at(address) for item in listeners):
             return violated(f"{service.name} calls {verdicts[0].url}, but {litellm.name} does not listen there",
                             **{"listeners": _describe(listeners), **evidence})
     return passed(f"{service.name} forwards only to {litellm.name} ({', '.join(sorted({v.url for v in verdicts}))})",
@@ -194,6 +195,8 @@ def transformers_pin(service: Service, facts: HostFacts, venv: str | None, requi
     if metadata is None:
         return broken(f"package metadata of {venv} was not gathered", *facts.problems)
     evidence = {"venv": venv, "site-packages": ", ".join(metadata.get("site_packages") or []) or "(none)"}
+    if metadata.get("error"):
+        return broken(f"cannot read the package metadata of {venv}", str(metadata["error"]), **evidence)
     if not metadata.get("site_packages"):
         return violated(f"{venv} is not a virtualenv with site-packages", **evidence)
     installed = metadata.get("packages", {}).get("transformers")
@@ -247,6 +250,8 @@ def hf_cache_path(service: Service, port: Port, effective: str | None, facts: Ho
     listing = facts.hf_caches.get(effective)
     if listing is None:
         return broken(f"the HF cache {effective} was not listed", *facts.problems, **evidence)
+    if listing.get("error"):
+        return broken(f"cannot list the HF cache {effective}", str(listing["error"]), **evidence)
     if not listing.get("exists"):
         return violated(f"the HF cache directory {effective} does not exist", **evidence)
     models = listing.get("models", {})

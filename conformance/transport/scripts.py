@@ -25,10 +25,16 @@ class Script:
 # Prints a JSON object {dist_name_lower: version} for the site-packages under each venv.
 PACKAGE_VERSIONS = Script(
     "package-versions",
-    """import glob,json,sys
+    """import glob,json,os,sys
 import importlib.metadata as m
 out={}
 for venv in sys.argv[1:]:
+    try:
+        os.stat(venv+'/lib')
+    except FileNotFoundError:
+        out[venv]={'site_packages':[],'packages':{},'missing':True}; continue
+    except OSError as exc:
+        out[venv]={'site_packages':[],'packages':{},'error':type(exc).__name__+': '+str(exc)}; continue
     paths=glob.glob(venv+'/lib/python3*/site-packages')
     found={}
     for d in m.distributions(path=paths):
@@ -46,7 +52,13 @@ HF_CACHE_LISTING = Script(
     """import json,os,sys
 out={}
 for cache in sys.argv[1:]:
-    entry={'exists':os.path.isdir(cache),'models':{}}
+    entry={'exists':False,'models':{}}
+    try:
+        os.stat(cache); entry['exists']=os.path.isdir(cache)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        entry['error']=type(exc).__name__+': '+str(exc)
     if entry['exists']:
         try:
             names=sorted(os.listdir(cache))

@@ -1,0 +1,133 @@
+"""`conformance ...`: the command line.
+
+    conformance inventory check PATH [--site FILE]   validate an inventory, list every problem
+    conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
+    conformance bulletin [--json] [--file PATH]       open bulletin entries
+    conformance report                                HTML report from the Allure results
+    conformance lab ...                               the local test hosts (root, Linux)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conformance.bulletin.store import open_problems, read_entries
+from conformance.inventory.loader import InventoryError, load_inventory
+from conformance.lab.cli import add_lab_parser, run_lab_command
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXIT_USAGE = 2
+
+
+def _inventory_check(args: argparse.Namespace) -> int:
+    try:
+        inventory = load_inventory(args.path, args.site)
+    except InventoryError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    live = sum(1 for service in inventory.services if service.is_live)
+    print(f"{args.path}: OK: layer {inventory.layer.name}, {len(inventory.hosts)} hosts, "
+          f"{len(inventory.services)} services ({live} live), {len(inventory.ports)} ports, "
+          f"{len(inventory.health_checks)} health checks, {len(inventory.contracts)} contracts, "
+          f"{len(inventory.dependencies)} dependencies")
+    missing = [host.name for host in inventory.hosts if host.connection == "ssh" and not host.address]
+    if missing:
+        print(f"note: no address yet for {', '.join(missing)} (give them per site: --site FILE or "
+              "CONFORMANCE_HOST_<NAME>_ADDRESS)")
+    return 0
+
+
+def _bulletin(args: argparse.Namespace) -> int:
+    path = Path(args.file or os.environ.get("CONFORMANCE_BULLETIN") or PROJECT_ROOT / "reports" / "bulletin.jsonl")
+    try:
+        problems = open_problems(read_entries(path))
+    except ValueError as exc:
+        print(f"conformance bulletin: {exc}", file=sys.stderr)
+        return 1
+    rows = sorted(problems.values(), key=lambda problem: problem.opened["time"])
+    if args.json:
+        print(json.dumps([{**problem.opened, "last_seen": problem.last["time"]} for problem in rows], indent=2))
+        return 0
+    if not rows:
+        print(f"no open entries in {path}")
+        return 0
+    print(f"{len(rows)} open entr{'y' if len(rows) == 1 else 'ies'} in {path}:")
+    for problem in rows:
+        entry = problem.opened
+        since = _age(entry["time"])
+        print(f"- [{entry.get('severity', '?')}] {entry.get('owner', '?')}: {entry.get('summary', '')}")
+        print(f"    since {entry['time']} ({since}); {entry['fingerprint']}")
+        if entry.get("blocked"):
+            print(f"    blocks {len(entry['blocked'])} other check(s)")
+    return 0
+
+
+def _age(stamp: str) -> str:
+    try:
+        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "?"
+    minutes = int((datetime.now(UTC) - then).total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min ago" if minutes >= 60 else f"{minutes} min ago"
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The main job: the three suites against the site's hosts, or against the lab."""
+    env = dict(os.environ)
+    extra = list(args.pytest_args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    if not env.get("CONFORMANCE_INVENTORY") and not any(arg.startswith("--inventory") for arg in extra):
+        if not env.get("CONFORMANCE_SITE"):
+            print("no site given (CONFORMANCE_SITE / --inventory): running against the lab")
+            status = run_lab_command(argparse.Namespace(lab_command="up"))
+            if status != 0:
+                return status
+            env["CONFORMANCE_INVENTORY"] = str(PROJECT_ROOT / "inventory" / "lab.yaml")
+            from conformance.lab.api import secrets_env
+
+            for key, value in secrets_env().items():
+                env.setdefault(key, value)
+    command = [sys.executable, "-m", "pytest", "-n", "auto", *extra]
+    return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conformance", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    inventory = sub.add_parser("inventory", help="inventory tools")
+    inventory_sub = inventory.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
+    check = inventory_sub.add_parser("check", help="validate an inventory and print every problem")
+    check.add_argument("path")
+    check.add_argument("--site", default=None, help="site override file to apply")
+    run = sub.add_parser("run", help="run the suites (pytest -n auto); against the lab if no site is given")
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    bulletin = sub.add_parser("bulletin", help="print the open bulletin entries")
+    bulletin.add_argument("--json", action="store_true")
+    bulletin.add_argument("--file", default=None)
+    add_lab_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "inventory":
+        return _inventory_check(args)
+    if args.command == "bulletin":
+        return _bulletin(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "lab":
+        return run_lab_command(args)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
