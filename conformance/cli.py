@@ -1,10 +1,10 @@
 """`conformance ...`: the command line.
 
-    conformance inventory check PATH [--site FILE]   validate an inventory, list every problem
-    conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
-    conformance bulletin [--json] [--file PATH]       open bulletin entries
-    conformance report                                HTML report from the Allure results
-    conformance lab ...                               the local test hosts (root, Linux)
+conformance inventory check PATH [--site FILE]   validate an inventory, list every problem
+conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
+conformance bulletin [--json] [--file PATH]       open bulletin entries
+conformance report                                HTML report from the Allure results
+conformance lab ...                               the local test hosts (root, Linux)
 """
 
 from __future__ import annotations
@@ -32,14 +32,18 @@ def _inventory_check(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     live = sum(1 for service in inventory.services if service.is_live)
-    print(f"{args.path}: OK: layer {inventory.layer.name}, {len(inventory.hosts)} hosts, "
-          f"{len(inventory.services)} services ({live} live), {len(inventory.ports)} ports, "
-          f"{len(inventory.health_checks)} health checks, {len(inventory.contracts)} contracts, "
-          f"{len(inventory.dependencies)} dependencies")
+    print(
+        f"{args.path}: OK: layer {inventory.layer.name}, {len(inventory.hosts)} hosts, "
+        f"{len(inventory.services)} services ({live} live), {len(inventory.ports)} ports, "
+        f"{len(inventory.health_checks)} health checks, {len(inventory.contracts)} contracts, "
+        f"{len(inventory.dependencies)} dependencies"
+    )
     missing = [host.name for host in inventory.hosts if host.connection == "ssh" and not host.address]
     if missing:
-        print(f"note: no address yet for {', '.join(missing)} (give them per site: --site FILE or "
-              "CONFORMANCE_HOST_<NAME>_ADDRESS)")
+        print(
+            f"note: no address yet for {', '.join(missing)} (give them per site: --site FILE or "
+            "CONFORMANCE_HOST_<NAME>_ADDRESS)"
+        )
     return 0
 
 
@@ -83,24 +87,29 @@ def _run(args: argparse.Namespace) -> int:
     extra = list(args.pytest_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
-    if not env.get("CONFORMANCE_INVENTORY") and not any(arg.startswith("--inventory") for arg in extra):
-        if not env.get("CONFORMANCE_SITE"):
-            print("no site given (CONFORMANCE_SITE / --inventory): running against the lab")
-            status = run_lab_command(argparse.Namespace(lab_command="up"))
-            if status != 0:
-                return status
-            env["CONFORMANCE_INVENTORY"] = str(PROJECT_ROOT / "inventory" / "lab.yaml")
-            from conformance.lab.api import secrets_env
+    site_given = (
+        any(env.get(name) for name in ("CONFORMANCE_INVENTORY", "CONFORMANCE_SITE"))
+        or any(name.startswith("CONFORMANCE_HOST_") for name in env)
+        or any(arg.startswith(("--inventory", "--site")) for arg in extra)
+    )
+    if not site_given:
+        print("no site given (CONFORMANCE_SITE, CONFORMANCE_HOST_*, --inventory): running against the lab")
+        status = run_lab_command(argparse.Namespace(lab_command="up"))
+        if status != 0:
+            return status
+        env["CONFORMANCE_INVENTORY"] = str(PROJECT_ROOT / "inventory" / "lab.yaml")
+        from conformance.lab.api import secrets_env
 
-            for key, value in secrets_env().items():
-                env.setdefault(key, value)
+        for key, value in secrets_env().items():
+            env.setdefault(key, value)
     command = [sys.executable, "-m", "pytest", "-n", "auto", *extra]
     return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conformance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="conformance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     inventory = sub.add_parser("inventory", help="inventory tools")
     inventory_sub = inventory.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)

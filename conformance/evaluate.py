@@ -24,7 +24,7 @@ from conformance.facts.environment import (
 from conformance.facts.gather import file_key, unit_of, venv_path
 from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.routing import ModelGraph, build_model_graph
-from conformance.inventory.model import Service
+from conformance.inventory.model import Inventory, Service
 from conformance.probes import ProbeResult, url_for
 from conformance.results import Outcome, Result, broken, skipped
 from conformance.transport.connection import HostUnavailable
@@ -37,7 +37,9 @@ def run(case: Case, evaluator: Evaluator, needs_running: bool = False) -> Result
     inventory = case.inventory
     subject = case.subject(inventory)
     if case.service is not None and not case.service.is_live and case.check != "reserved-port-free":
-        return skipped(f"{case.service.name} is {case.service.state}: {case.service.state_reason or 'not live'}").about(subject)
+        return skipped(f"{case.service.name} is {case.service.state}: {case.service.state_reason or 'not live'}").about(
+            subject
+        )
     try:
         if needs_running:
             blocker = _stopped_service(case)
@@ -47,8 +49,9 @@ def run(case: Case, evaluator: Evaluator, needs_running: bool = False) -> Result
     except HostUnavailable as exc:
         root = host_root_subject(inventory, exc.host)
         is_root = case.check == "host-reachable" and case.host == exc.host
-        result = broken(f"{exc.host} could not be checked: {exc.cause}",
-                        blocked_by=None if is_root else root.fingerprint)
+        result = broken(
+            f"{exc.host} could not be checked: {exc.cause}", blocked_by=None if is_root else root.fingerprint
+        )
     except FactUnavailable as exc:
         result = broken(f"could not check: {exc}")
     return result.about(subject)
@@ -71,8 +74,10 @@ def _stopped_service(case: Case) -> Result | None:
     unit_record = case.port.unit if case.port and case.port.unit else service.unit
     assert unit_record is not None
     root = unit_subject(case.inventory, service, case.port if case.port and case.port.unit else None, unit_record)
-    return broken(f"{service.name} is down ({unit.name}: {unit.state_text}), so this cannot be checked",
-                  blocked_by=root.fingerprint)
+    return broken(
+        f"{service.name} is down ({unit.name}: {unit.state_text}), so this cannot be checked",
+        blocked_by=root.fingerprint,
+    )
 
 
 def _facts(case: Case, host: str | None = None) -> HostFacts:
@@ -90,6 +95,19 @@ def host_identity(case: Case) -> Result:
 def unit_state(case: Case) -> Result:
     assert case.unit is not None
     return hosts.unit_installed_enabled_active(case.unit, _facts(case))
+
+
+def service_user(case: Case) -> Result:
+    assert case.service is not None
+    facts = _facts(case)
+    units: list[tuple[str, int | None]] = []
+    for port in [None, *case.inventory.ports_of(case.service.name)]:
+        unit_ref = unit_of(case.service, port)
+        if unit_ref and (port is None or port.state == "active") and unit_ref[1] not in [name for name, _ in units]:
+            units.append((unit_ref[1], facts.unit(unit_ref[1]).main_pid))
+    if not units:
+        raise FactUnavailable(f"{case.service.name} declares no unit")
+    return hosts.service_runs_as_declared_user(case.service, units, facts)
 
 
 def port_served_by_unit(case: Case) -> Result:
@@ -150,8 +168,11 @@ def clients_call_litellm_only(case: Case) -> Result:
         raise FactUnavailable(f"no address for {host.name}")
     litellm_port = next(port for port in inventory.ports_of(case.service.name) if port.state == "active")
     litellm_probe = case.runtime.lan_get(url_for(host.address, litellm_port.port, "/health/liveliness"))
-    local = [(port, case.runtime.lan_connect(host.address, port.port))
-             for port in inventory.ports if port.host == host.name and port.exposure == "local"]
+    local = [
+        (port, case.runtime.lan_connect(host.address, port.port))
+        for port in inventory.ports
+        if port.host == host.name and port.exposure == "local"
+    ]
     facts = _facts(case)
     declared = {port.port for port in inventory.ports if port.host == host.name and port.exposure == "lan"}
     allowed = {rule.port for rule in host.allowed_listeners}
@@ -169,12 +190,26 @@ def optillm_local_only(case: Case) -> Result:
     assert case.runtime is not None and case.port is not None
     host = case.host_record
     facts = _facts(case)
-    check = next((item for item in case.inventory.health_checks
-                  if item.port == case.port.port and item.vantage == "loopback"), None)
+    check = next(
+        (item for item in case.inventory.health_checks if item.port == case.port.port and item.vantage == "loopback"),
+        None,
+    )
     path = check.path if check else "/health"
     in_host = facts.probes.get(f"http://127.0.0.1:{case.port.port}{path}")
-    loopback = ProbeResult(in_host.target, in_host.ok, in_host.status, in_host.body, None, in_host.error,
-                           None if in_host.ok else "unreachable", in_host.milliseconds) if in_host else None
+    loopback = (
+        ProbeResult(
+            in_host.target,
+            in_host.ok,
+            in_host.status,
+            in_host.body,
+            None,
+            in_host.error,
+            None if in_host.ok else "unreachable",
+            in_host.milliseconds,
+        )
+        if in_host
+        else None
+    )
     if not host.address:
         raise FactUnavailable(f"no address for {host.name}")
     lan = case.runtime.lan_connect(host.address, case.port.port)
@@ -184,8 +219,9 @@ def optillm_local_only(case: Case) -> Result:
 def optillm_upstream(case: Case) -> Result:
     assert case.service is not None
     facts = _facts(case)
-    return contracts.optillm_upstream_is_litellm(case.service, optillm_settings(facts, case.service),
-                                                 case.inventory, facts)
+    return contracts.optillm_upstream_is_litellm(
+        case.service, optillm_settings(facts, case.service), case.inventory, facts
+    )
 
 
 def no_routing_loop(case: Case) -> Result:
@@ -196,8 +232,9 @@ def no_routing_loop(case: Case) -> Result:
 def gateway_never_runs_inference(case: Case) -> Result:
     assert case.service is not None
     if case.service.kind == "optillm-proxy":
-        return contracts.gateway_never_runs_inference(case.service, optillm_settings(_facts(case), case.service),
-                                                      None, _facts(case))
+        return contracts.gateway_never_runs_inference(
+            case.service, optillm_settings(_facts(case), case.service), None, _facts(case)
+        )
     graph, facts = model_graph(case)
     return contracts.gateway_never_runs_inference(case.service, None, graph, facts)
 
@@ -212,8 +249,9 @@ def showroom(case: Case) -> Result:
     litellm_host = inventory.host(litellm.host)
     litellm_port = next(port for port in inventory.ports_of(litellm.name) if port.state == "active")
     if key and litellm_host.address:
-        probe = case.runtime.lan_get(url_for(litellm_host.address, litellm_port.port, "/v1/models"),
-                                     {"Authorization": f"Bearer {key}"})
+        probe = case.runtime.lan_get(
+            url_for(litellm_host.address, litellm_port.port, "/v1/models"), {"Authorization": f"Bearer {key}"}
+        )
         if probe.status == 200 and isinstance(probe.json, dict):
             live_handles = sorted(str(item.get("id")) for item in probe.json.get("data", []) if isinstance(item, dict))
             live_note = f"{len(live_handles)} handles: {', '.join(live_handles)}"
@@ -232,16 +270,25 @@ def showroom(case: Case) -> Result:
             env = instance_environment(facts, service, port)
             cache = hf_cache_of(env, facts, service)
             listing = facts.hf_caches.get(cache or "", {})
-            present[f"{port.host}:{port.port}"] = {model for model, complete in listing.get("models", {}).items()
-                                                    if complete and model == env.get("OPTILLM_MODEL", port.model)}
+            if listing.get("error"):
+                raise FactUnavailable(f"cannot list the HF cache {cache} on {service.host}: {listing['error']}")
+            present[f"{port.host}:{port.port}"] = {
+                model
+                for model, complete in listing.get("models", {}).items()
+                if complete and model == env.get("OPTILLM_MODEL", port.model)
+            }
     return contracts.showroom_models_present(graph, live_handles, live_note, present)
 
 
 def transformers_pin(case: Case) -> Result:
     assert case.service is not None
     requirements = next((file.path for file in case.service.files if file.role == "requirements"), None)
-    return contracts.transformers_pin(case.service, _facts(case), venv_path(case.service),
-                                      file_key(case.service.name, requirements) if requirements else None)
+    return contracts.transformers_pin(
+        case.service,
+        _facts(case),
+        venv_path(case.service),
+        file_key(case.service.name, requirements) if requirements else None,
+    )
 
 
 def hf_cache(case: Case) -> Result:
@@ -272,14 +319,26 @@ def dependency(case: Case) -> Result:
 
     wanted = {f"{port.port}" for port in inventory.ports_of(target.name) if port.state == "active"}
     for target_text in dependency_targets(inventory, source.host):
-        if target_text.rsplit(":", 1)[1] in wanted and _target_host_matches(inventory, target, source.host, target_text):
+        if target_text.rsplit(":", 1)[1] in wanted and _target_host_matches(
+            inventory, target, source.host, target_text
+        ):
             fact = facts.probe(target_text)
-            probes.append(ProbeResult(target_text, fact.ok, None, "", None, fact.error,
-                                      None if fact.ok else "unreachable", fact.milliseconds))
+            probes.append(
+                ProbeResult(
+                    target_text,
+                    fact.ok,
+                    None,
+                    "",
+                    None,
+                    fact.error,
+                    None if fact.ok else "unreachable",
+                    fact.milliseconds,
+                )
+            )
     return contracts.dependency_reachable(source, target, probes)
 
 
-def _target_host_matches(inventory, target: Service, source_host: str, target_text: str) -> bool:  # type: ignore[no-untyped-def]
+def _target_host_matches(inventory: Inventory, target: Service, source_host: str, target_text: str) -> bool:
     address = target_text.rsplit(":", 1)[0].strip("[]")
     if target.host == source_host:
         return address == "127.0.0.1"
@@ -300,14 +359,24 @@ def health_endpoint(case: Case) -> Result:
         key = case.runtime.secret(secret_name)
         if not key:
             record = case.inventory.secret_env(secret_name)
-            return broken(f"{check.path} needs the {secret_name} secret: set {record.env if record else secret_name} "
-                          "in the environment")
+            return broken(
+                f"{check.path} needs the {secret_name} secret: set {record.env if record else secret_name} "
+                "in the environment"
+            )
         headers["Authorization"] = f"Bearer {key}"
     if check.vantage == "loopback":
         facts = _facts(case)
         fact = facts.probe(f"http://127.0.0.1:{check.port}{check.path}")
-        probe = ProbeResult(fact.target, fact.ok, fact.status, fact.body, _json_or_none(fact.body), fact.error,
-                            None if fact.ok else "unreachable", fact.milliseconds)
+        probe = ProbeResult(
+            fact.target,
+            fact.ok,
+            fact.status,
+            fact.body,
+            _json_or_none(fact.body),
+            fact.error,
+            None if fact.ok else "unreachable",
+            fact.milliseconds,
+        )
     else:
         host = case.host_record
         if not host.address:

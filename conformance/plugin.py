@@ -22,8 +22,15 @@ from conformance.sinks import session as session_sink
 from conformance.transport.audit import AuditLog
 
 CASE_FIXTURES = (
-    "host_case", "service_case", "unit_case", "port_owner_case", "port_case", "reserved_port_case",
-    "file_case", "health_case", "contract_case",
+    "host_case",
+    "service_case",
+    "unit_case",
+    "port_owner_case",
+    "port_case",
+    "reserved_port_case",
+    "file_case",
+    "health_case",
+    "contract_case",
 )
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 RESULT_PROPERTY = "conformance_result"
@@ -31,27 +38,51 @@ RESULT_PROPERTY = "conformance_result"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "gateway conformance")
-    group.addoption("--inventory", default=None,
-                    help=f"inventory YAML (default: ${INVENTORY_ENV} or inventory/gateway.yaml)")
+    group.addoption(
+        "--inventory", default=None, help=f"inventory YAML (default: ${INVENTORY_ENV} or inventory/gateway.yaml)"
+    )
     group.addoption("--site", default=None, help="site override YAML (default: $CONFORMANCE_SITE)")
     group.addoption("--bulletin", default=None, help="bulletin JSON Lines file (default: reports/bulletin.jsonl)")
-    group.addoption("--conformance-host", action="append", default=[], metavar="HOST",
-                    help="only check these inventory hosts (repeatable)")
-    group.addoption("--conformance-service", action="append", default=[], metavar="SERVICE",
-                    help="only check these inventory services (repeatable)")
-    group.addoption("--model-health", action="store_true",
-                    help="also run health checks that make real model calls (LiteLLM /health)")
+    group.addoption(
+        "--conformance-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="only check these inventory hosts (repeatable)",
+    )
+    group.addoption(
+        "--conformance-service",
+        action="append",
+        default=[],
+        metavar="SERVICE",
+        help="only check these inventory services (repeatable)",
+    )
+    group.addoption(
+        "--model-health",
+        action="store_true",
+        help="also run health checks that make real model calls (LiteLLM /health)",
+    )
     group.addoption("--reports-dir", default=None, help="where reports and the audit log go (default: reports/)")
+
+
+def _project_dir(config: pytest.Config) -> Path:
+    """Where inventory/ and reports/ are: the invocation directory when it has them.
+
+    pytest's rootdir is the common ancestor of every path-like argument, so a site file
+    elsewhere would move it; the directory the user runs from is what they mean.
+    """
+    invoked = config.invocation_params.dir
+    return invoked if (invoked / "inventory").is_dir() else config.rootpath
 
 
 def _inventory_path(config: pytest.Config) -> Path:
     value = config.getoption("--inventory") or os.environ.get(INVENTORY_ENV)
-    return Path(value) if value else Path(config.rootpath, "inventory", "gateway.yaml")
+    return Path(value) if value else _project_dir(config) / "inventory" / "gateway.yaml"
 
 
 def reports_dir(config: pytest.Config) -> Path:
     value = config.getoption("--reports-dir") or os.environ.get("CONFORMANCE_REPORTS")
-    return Path(value) if value else Path(config.rootpath, "reports")
+    return Path(value) if value else _project_dir(config) / "reports"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,7 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
     options = RunOptions(model_health=bool(config.getoption("--model-health")))
     config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
     if workerinput is None:
-        session_sink.configure_controller(config, inventory, reports_dir(config))
+        config.pluginmanager.register(
+            session_sink.ControllerSink(config, inventory, reports_dir(config)), "conformance-controller"
+        )
 
 
 def pytest_configure_node(node: Any) -> None:
@@ -130,7 +163,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if case is not None:
             # One worker per host: its connection and facts are then built once per run.
             item.add_marker(pytest.mark.xdist_group(case.host))
-            if (hosts and case.host not in hosts) or (services and (case.service is None or case.service.name not in services)):
+            if (hosts and case.host not in hosts) or (
+                services and (case.service is None or case.service.name not in services)
+            ):
                 deselected.append(item)
                 continue
         selected.append(item)
@@ -140,7 +175,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     case = _case_of(item)
     result: Result | None = getattr(case, RESULT_ATTRIBUTE, None) if case is not None else None
@@ -156,16 +193,3 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     if report.when == "call" and report.failed and session_sink.outcome_of(report) == "broken":
         return "error", "E", "ERROR"
     return None
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    session_sink.on_report(report)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session_sink.finish(session, exitstatus)
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    session_sink.terminal_summary(terminalreporter, config)

@@ -54,29 +54,50 @@ def tcp_connect(address: str, port: int, timeout: float) -> ProbeResult:
         with socket.create_connection((address, port), timeout=timeout):
             return ProbeResult(target, True, milliseconds=(time.monotonic() - started) * 1000)
     except OSError as exc:
-        return ProbeResult(target, False, error=exc.strerror or str(exc), error_kind=_classify(exc),
-                           milliseconds=(time.monotonic() - started) * 1000)
+        return ProbeResult(
+            target,
+            False,
+            error=exc.strerror or str(exc),
+            error_kind=_classify(exc),
+            milliseconds=(time.monotonic() - started) * 1000,
+        )
 
 
 def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) -> ProbeResult:
     started = time.monotonic()
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False,
-                          follow_redirects=False) as client:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False, follow_redirects=False
+        ) as client:
             response = client.get(url, headers=headers or {})
     except httpx.HTTPError as exc:
         cause = exc.__cause__ or exc.__context__ or exc
-        return ProbeResult(url, False, error=redact(str(cause) or type(exc).__name__), error_kind=_classify(cause) if not isinstance(exc, httpx.TimeoutException) else "timeout",
-                           milliseconds=(time.monotonic() - started) * 1000)
+        return ProbeResult(
+            url,
+            False,
+            error=redact(str(cause) or type(exc).__name__),
+            error_kind=_classify(cause) if not isinstance(exc, httpx.TimeoutException) else "timeout",
+            milliseconds=(time.monotonic() - started) * 1000,
+        )
     elapsed = (time.monotonic() - started) * 1000
     body = response.text[:BODY_LIMIT]
     try:
         parsed: object = response.json()
     except ValueError:
         parsed = None
-    return ProbeResult(url, True, response.status_code, body, parsed, milliseconds=elapsed,
-                       headers={key.lower(): value for key, value in response.headers.items()
-                                if key.lower() in {"content-type", "x-litellm-version"}})
+    return ProbeResult(
+        url,
+        True,
+        response.status_code,
+        body,
+        parsed,
+        milliseconds=elapsed,
+        headers={
+            key.lower(): value
+            for key, value in response.headers.items()
+            if key.lower() in {"content-type", "x-litellm-version"}
+        },
+    )
 
 
 def url_for(address: str, port: int, path: str) -> str:

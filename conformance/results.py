@@ -84,8 +84,9 @@ class Result:
         data = json.loads(text)
         data.pop("fingerprint", None)
         subject = Subject(**data.pop("subject")) if data.get("subject") else None
-        return cls(outcome=Outcome(data.pop("outcome")), subject=subject,
-                   details=tuple(data.pop("details", ())), **data)
+        return cls(
+            outcome=Outcome(data.pop("outcome")), subject=subject, details=tuple(data.pop("details", ())), **data
+        )
 
 
 def passed(summary: str, *details: str, **evidence: str) -> Result:

@@ -13,3 +13,18 @@ INVENTORY_DIR = PROJECT_ROOT / "inventory"
 @pytest.fixture
 def gateway_yaml_text() -> str:
     return (INVENTORY_DIR / "gateway.yaml").read_text(encoding="utf-8")
+
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def harness_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A copy of the project's suites and inventories in a pytester directory."""
+    import shutil
+
+    for folder in ("inventory", "tests_hosts", "tests_contracts", "tests_health"):
+        shutil.copytree(PROJECT_ROOT / folder, pytester.path / folder)
+    shutil.copy(PROJECT_ROOT / "conftest.py", pytester.path / "conftest.py")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", pytester.path / "pyproject.toml")
+    return pytester

@@ -16,6 +16,10 @@ def test_unit_installed_enabled_active(unit_case):
     expect(unit_case, evaluate.unit_state)
 
 
+def test_service_runs_as_its_account(service_case):
+    expect(service_case, evaluate.service_user, needs_running=True)
+
+
 def test_port_served_by_its_unit(port_owner_case):
     expect(port_owner_case, evaluate.port_served_by_unit, needs_running=True)
 

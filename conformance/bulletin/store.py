@@ -95,7 +95,9 @@ class BulletinUpdate:
     still_open: int = 0
 
 
-def update_bulletin(path: Path, results: list[Result], run_id: str, reminder_after_hours: float | None) -> BulletinUpdate:
+def update_bulletin(
+    path: Path, results: list[Result], run_id: str, reminder_after_hours: float | None
+) -> BulletinUpdate:
     """Fold this run's results into the bulletin; one entry per root cause."""
     roots: dict[str, Result] = {}
     blocked: dict[str, list[str]] = {}
@@ -126,15 +128,27 @@ def update_bulletin(path: Path, results: list[Result], run_id: str, reminder_aft
             if fingerprint not in state:
                 new_entries.append(_entry("opened", result, run_id, dependents, fingerprint))
                 update.opened.append(fingerprint)
-            elif reminder_after_hours is not None and _hours_since(state[fingerprint].last["time"]) >= reminder_after_hours:
+            elif (
+                reminder_after_hours is not None
+                and _hours_since(state[fingerprint].last["time"]) >= reminder_after_hours
+            ):
                 new_entries.append(_entry("reminder", result, run_id, dependents, fingerprint))
                 update.reminded.append(fingerprint)
         for fingerprint in sorted(passed):
             if fingerprint in state and fingerprint not in roots:
                 entry = dict(state[fingerprint].opened)
-                entry.update({"time": _now(), "run": run_id, "event": "resolved", "outcome": "passed",
-                              "summary": f"resolved: {state[fingerprint].opened.get('summary', '')}"[:500],
-                              "evidence": {}, "details": [], "blocked": []})
+                entry.update(
+                    {
+                        "time": _now(),
+                        "run": run_id,
+                        "event": "resolved",
+                        "outcome": "passed",
+                        "summary": f"resolved: {state[fingerprint].opened.get('summary', '')}"[:500],
+                        "evidence": {},
+                        "details": [],
+                        "blocked": [],
+                    }
+                )
                 new_entries.append(entry)
                 update.resolved.append(fingerprint)
         if new_entries:

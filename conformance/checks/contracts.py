@@ -56,18 +56,27 @@ class UpstreamVerdict:
     problem: str | None
 
 
-def judge_upstream(url: str, source: str, litellm: Service, litellm_host: Host, litellm_port: Port,
-                   same_host: bool, facts: HostFacts) -> UpstreamVerdict:
+def judge_upstream(
+    url: str, source: str, litellm: Service, litellm_host: Host, litellm_port: Port, same_host: bool, facts: HostFacts
+) -> UpstreamVerdict:
     if not url:
         return UpstreamVerdict(url, source, "empty: OptiLLM then calls api.openai.com, not LiteLLM")
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return UpstreamVerdict(url, source, "not an http(s) URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    host_ok = means_host(parts.hostname, litellm_host, facts) if same_host else (
-        parts.hostname.lower() in {value.lower() for value in (litellm_host.address, litellm_host.hostname) if value})
+    host_ok = (
+        means_host(parts.hostname, litellm_host, facts)
+        if same_host
+        else (
+            parts.hostname.lower()
+            in {value.lower() for value in (litellm_host.address, litellm_host.hostname) if value}
+        )
+    )
     if not host_ok:
-        return UpstreamVerdict(url, source, f"host {parts.hostname} is not {litellm_host.name} (where {litellm.name} runs)")
+        return UpstreamVerdict(
+            url, source, f"host {parts.hostname} is not {litellm_host.name} (where {litellm.name} runs)"
+        )
     if port != litellm_port.port:
         return UpstreamVerdict(url, source, f"port {port} is not {litellm.name}'s port {litellm_port.port}")
     if parts.path.rstrip("/") != "/v1":
@@ -75,8 +84,9 @@ def judge_upstream(url: str, source: str, litellm: Service, litellm_host: Host, 
     return UpstreamVerdict(url, source, None)
 
 
-def optillm_upstream_is_litellm(service: Service, settings: OptiLLMSettings, inventory: Inventory,
-                                facts: HostFacts) -> Result:
+def optillm_upstream_is_litellm(
+    service: Service, settings: OptiLLMSettings, inventory: Inventory, facts: HostFacts
+) -> Result:
     if service.upstream_service is None:
         return broken(f"{service.name} declares no upstream_service to compare against")
     litellm = inventory.service(service.upstream_service)
@@ -93,71 +103,110 @@ def optillm_upstream_is_litellm(service: Service, settings: OptiLLMSettings, inv
     if settings.proxy_config_path:
         evidence["proxy_config"] = settings.proxy_config_path
     if settings.local_inference:
-        return violated(f"{service.name} is in LOCAL INFERENCE mode: OPTILLM_API_KEY is set in its environment, "
-                        "so it runs models itself instead of calling LiteLLM",
-                        "remove OPTILLM_API_KEY from the environment (protect the API with --optillm-api-key instead)",
-                        **evidence)
+        return violated(
+            f"{service.name} is in LOCAL INFERENCE mode: OPTILLM_API_KEY is set in its environment, "
+            "so it runs models itself instead of calling LiteLLM",
+            "remove OPTILLM_API_KEY from the environment (protect the API with --optillm-api-key instead)",
+            **evidence,
+        )
     if settings.client != "openai":
-        return violated(f"{service.name} would use its {settings.client} client, not an OpenAI client pointed at LiteLLM",
-                        "OPENAI_API_KEY must be set and OPTILLM_BASE_URL must be LiteLLM's /v1 URL", **evidence)
-    verdicts = [judge_upstream(settings.values["base_url"], f"base_url ({settings.sources['base_url']})",
-                               litellm, litellm_host, litellm_port, same_host, facts)]
+        return violated(
+            f"{service.name} would use its {settings.client} client, not an OpenAI client pointed at LiteLLM",
+            "OPENAI_API_KEY must be set and OPTILLM_BASE_URL must be LiteLLM's /v1 URL",
+            **evidence,
+        )
+    verdicts = [
+        judge_upstream(
+            settings.values["base_url"],
+            f"base_url ({settings.sources['base_url']})",
+            litellm,
+            litellm_host,
+            litellm_port,
+            same_host,
+            facts,
+        )
+    ]
     if settings.values["approach"] == "proxy":
         if settings.proxy_config_error:
             return broken(f"cannot read {service.name}'s proxy plugin config", settings.proxy_config_error, **evidence)
         for provider in settings.providers:
-            verdicts.append(judge_upstream(str(provider.get("base_url") or ""),
-                                           f"proxy_config provider {provider.get('name')!r}",
-                                           litellm, litellm_host, litellm_port, same_host, facts))
+            verdicts.append(
+                judge_upstream(
+                    str(provider.get("base_url") or ""),
+                    f"proxy_config provider {provider.get('name')!r}",
+                    litellm,
+                    litellm_host,
+                    litellm_port,
+                    same_host,
+                    facts,
+                )
+            )
             evidence[f"provider {provider.get('name')}"] = str(provider.get("base_url"))
     wrong = [verdict for verdict in verdicts if verdict.problem]
     if wrong:
-        return violated(f"{service.name}'s upstream is not {litellm.name}",
-                        *(f"{verdict.source}: {verdict.url or '(empty)'}: {verdict.problem}" for verdict in wrong),
-                        **evidence)
+        return violated(
+            f"{service.name}'s upstream is not {litellm.name}",
+            *(f"{verdict.source}: {verdict.url or '(empty)'}: {verdict.problem}" for verdict in wrong),
+            **evidence,
+        )
     # The URL must also reach LiteLLM as it is bound: 127.0.0.1 does not reach a LAN-only bind.
     if same_host and facts.listeners is not None:
         target = urlsplit(verdicts[0].url).hostname or ""
         address = "127.0.0.1" if target in LOCAL_NAMES else target
         listeners = [item for item in facts.listeners if item.port == litellm_port.port]
-        if _is_ip(address) and not ipaddress.ip_address(address).is_unspecified and listeners \
-                and not any(item.reachable_at(address) for item in listeners):
-            return violated(f"{service.name} calls {verdicts[0].url}, but {litellm.name} does not listen there",
-                            **{"listeners": _describe(listeners), **evidence})
-    return passed(f"{service.name} forwards only to {litellm.name} ({', '.join(sorted({v.url for v in verdicts}))})",
-                  **evidence)
+        checkable = bool(listeners) and _is_ip(address) and not ipaddress.ip_address(address).is_unspecified
+        if checkable and not any(item.reachable_at(address) for item in listeners):
+            return violated(
+                f"{service.name} calls {verdicts[0].url}, but {litellm.name} does not listen there",
+                **{"listeners": _describe(listeners), **evidence},
+            )
+    return passed(
+        f"{service.name} forwards only to {litellm.name} ({', '.join(sorted({v.url for v in verdicts}))})", **evidence
+    )
 
 
 def no_routing_loop(graph: ModelGraph) -> Result:
     cycles = graph.cycles()
     evidence = {"graph": graph.describe()}
     if cycles:
-        return violated("routing loop in the model graph: a request would circle forever",
-                        *(" -> ".join(cycle) for cycle in cycles), **evidence)
+        return violated(
+            "routing loop in the model graph: a request would circle forever",
+            *(" -> ".join(cycle) for cycle in cycles),
+            **evidence,
+        )
     return passed(f"no routing loop among {len(graph.handles())} LiteLLM handles", **evidence)
 
 
-def gateway_never_runs_inference(service: Service, settings: OptiLLMSettings | None, graph: ModelGraph | None,
-                                 facts: HostFacts) -> Result:
+def gateway_never_runs_inference(
+    service: Service, settings: OptiLLMSettings | None, graph: ModelGraph | None, facts: HostFacts
+) -> Result:
     if settings is not None:
         evidence = {"client": settings.client, "approach": settings.values["approach"]}
         if settings.local_inference:
-            return violated(f"{service.name} on the gateway runs inference itself: OPTILLM_API_KEY in its environment "
-                            "switches OptiLLM to local inference (torch/transformers)", **evidence)
+            return violated(
+                f"{service.name} on the gateway runs inference itself: OPTILLM_API_KEY in its environment "
+                "switches OptiLLM to local inference (torch/transformers)",
+                **evidence,
+            )
         return passed(f"{service.name} only forwards (client: {settings.client})", **evidence)
     if graph is not None:
         local = graph.local_inference_handles()
         if local:
-            return violated(f"{service.name} routes handles to inference on the gateway host itself",
-                            *(f"{handle}: {target}" for handle, target in local),
-                            **{"graph": graph.describe()})
-        return passed(f"every {service.name} handle forwards to the inference tier or through the gateway",
-                      **{"graph": graph.describe()})
+            return violated(
+                f"{service.name} routes handles to inference on the gateway host itself",
+                *(f"{handle}: {target}" for handle, target in local),
+                **{"graph": graph.describe()},
+            )
+        return passed(
+            f"every {service.name} handle forwards to the inference tier or through the gateway",
+            **{"graph": graph.describe()},
+        )
     return broken(f"no way to tell how {service.name} serves requests")
 
 
-def showroom_models_present(graph: ModelGraph, live_handles: list[str] | None, live_note: str,
-                            present: Mapping[str, set[str]]) -> Result:
+def showroom_models_present(
+    graph: ModelGraph, live_handles: list[str] | None, live_note: str, present: Mapping[str, set[str]]
+) -> Result:
     """Every handle resolves to a model that a host really serves or holds in its cache.
 
     ``present`` maps "host:port" of each live inference endpoint to the models found there.
@@ -167,17 +216,26 @@ def showroom_models_present(graph: ModelGraph, live_handles: list[str] | None, l
         for terminal in graph.terminals(handle):
             endpoint, model = terminal
             if endpoint not in present:
-                problems.append(f"handle {handle!r} -> {model} at {endpoint}: no declared, live inference endpoint there")
+                problems.append(
+                    f"handle {handle!r} -> {model} at {endpoint}: no declared, live inference endpoint there"
+                )
             elif model not in present[endpoint]:
-                problems.append(f"handle {handle!r} -> {model} at {endpoint}: that model is not present there "
-                                f"(present: {', '.join(sorted(present[endpoint])) or 'none'})")
+                problems.append(
+                    f"handle {handle!r} -> {model} at {endpoint}: that model is not present there "
+                    f"(present: {', '.join(sorted(present[endpoint])) or 'none'})"
+                )
         for dangling in graph.dangling(handle):
             problems.append(f"handle {handle!r} -> {dangling}: no such LiteLLM handle")
     if live_handles is not None:
         for handle in sorted(set(live_handles) - set(graph.handles())):
             problems.append(f"handle {handle!r} is served live by /v1/models but is not in router.yaml")
-    evidence = {"graph": graph.describe(), "live /v1/models": live_note,
-                "present": "\n".join(f"{endpoint}: {', '.join(sorted(models)) or '(none)'}" for endpoint, models in sorted(present.items()))}
+    evidence = {
+        "graph": graph.describe(),
+        "live /v1/models": live_note,
+        "present": "\n".join(
+            f"{endpoint}: {', '.join(sorted(models)) or '(none)'}" for endpoint, models in sorted(present.items())
+        ),
+    }
     if problems:
         return violated("LiteLLM has handles for models that are not present on the Mini/Studio", *problems, **evidence)
     return passed(f"all {len(graph.handles())} handles resolve to models present on their hosts", **evidence)
@@ -212,8 +270,11 @@ def transformers_pin(service: Service, facts: HostFacts, venv: str | None, requi
             problems.append(f"installed transformers version {installed!r} is not a valid version")
     fact = facts.files.get(requirements_key) if requirements_key else None
     if fact is None or fact.content is None:
-        return broken(f"cannot read {service.name}'s requirements", fact.error if fact else "no requirements file declared",
-                      **evidence)
+        return broken(
+            f"cannot read {service.name}'s requirements",
+            (fact.error if fact else None) or "no requirements file declared",
+            **evidence,
+        )
     declared = None
     for line in fact.content.splitlines():
         text = line.split("#", 1)[0].strip()
@@ -231,8 +292,10 @@ def transformers_pin(service: Service, facts: HostFacts, venv: str | None, requi
     else:
         allowed = [version for version in _PROBE_VERSIONS if declared.specifier.contains(version, prereleases=True)]
         if allowed:
-            problems.append(f"{fact.path} declares {declared}, which admits transformers {', '.join(allowed)}: "
-                            f"a reinstall can break the {spec_text} pin")
+            problems.append(
+                f"{fact.path} declares {declared}, which admits transformers {', '.join(allowed)}: "
+                f"a reinstall can break the {spec_text} pin"
+            )
     if problems:
         return violated(f"the transformers {spec_text} pin of {service.name} does not hold", *problems, **evidence)
     return passed(f"transformers {installed} satisfies {spec_text} and {fact.path} declares {declared}", **evidence)
@@ -246,7 +309,9 @@ def hf_cache_path(service: Service, port: Port, effective: str | None, facts: Ho
     if effective is None:
         return broken(f"cannot tell which HF cache {port.instance or port.port} uses")
     if posixpath.normpath(effective) != posixpath.normpath(required):
-        return violated(f"{service.name} {port.instance or port.port} uses HF cache {effective}, not {required}", **evidence)
+        return violated(
+            f"{service.name} {port.instance or port.port} uses HF cache {effective}, not {required}", **evidence
+        )
     listing = facts.hf_caches.get(effective)
     if listing is None:
         return broken(f"the HF cache {effective} was not listed", *facts.problems, **evidence)
@@ -264,12 +329,16 @@ def hf_cache_path(service: Service, port: Port, effective: str | None, facts: Ho
 def hf_token_present(service: Service, port: Port, env: Mapping[str, str], token_file: bool) -> Result:
     names = [name for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if env.get(name)]
     if names:
-        return passed(f"an HF token is configured for {port.instance or port.port} ({names[0]}: {MASK})",
-                      **{names[0]: f"set ({MASK})"})
+        return passed(
+            f"an HF token is configured for {port.instance or port.port} ({names[0]}: {MASK})",
+            **{names[0]: f"set ({MASK})"},
+        )
     if token_file:
         return passed(f"an HF token file is present for {port.instance or port.port}")
-    return violated(f"no HF token for gated pulls on {service.name} {port.instance or port.port}",
-                    "set HF_TOKEN in the instance's environment (its value is never shown)")
+    return violated(
+        f"no HF token for gated pulls on {service.name} {port.instance or port.port}",
+        "set HF_TOKEN in the instance's environment (its value is never shown)",
+    )
 
 
 def dependency_reachable(source: Service, target: Service, probes: list[ProbeResult]) -> Result:
@@ -278,13 +347,21 @@ def dependency_reachable(source: Service, target: Service, probes: list[ProbeRes
     evidence = {probe.target: probe.describe() for probe in probes}
     failed = [probe for probe in probes if not probe.answered]
     if failed:
-        return violated(f"{source.name} ({source.host}) cannot reach {target.name}",
-                        *(f"{probe.target}: {probe.describe()}" for probe in failed), **evidence)
+        return violated(
+            f"{source.name} ({source.host}) cannot reach {target.name}",
+            *(f"{probe.target}: {probe.describe()}" for probe in failed),
+            **evidence,
+        )
     return passed(f"{source.name} reaches {target.name} at {', '.join(probe.target for probe in probes)}", **evidence)
 
 
-def clients_call_litellm_only(host: Host, litellm_probe: ProbeResult, local_probes: list[tuple[Port, ProbeResult]],
-                              stray_probes: list[tuple[str, ProbeResult]], facts: HostFacts) -> Result:
+def clients_call_litellm_only(
+    host: Host,
+    litellm_probe: ProbeResult,
+    local_probes: list[tuple[Port, ProbeResult]],
+    stray_probes: list[tuple[str, ProbeResult]],
+    facts: HostFacts,
+) -> Result:
     problems = []
     evidence = {"litellm": litellm_probe.describe()}
     if not litellm_probe.answered:
@@ -307,8 +384,11 @@ def optillm_local_only(port: Port, facts: HostFacts, loopback: ProbeResult | Non
         listeners = [item for item in facts.require_listeners() if item.port == port.port]
     except FactUnavailable as exc:
         return broken(f"cannot read the listening sockets of {port.host}", str(exc))
-    evidence = {"listening": _describe(listeners), "from the LAN": lan.describe(),
-                "on loopback": loopback.describe() if loopback else "(not probed)"}
+    evidence = {
+        "listening": _describe(listeners),
+        "from the LAN": lan.describe(),
+        "on loopback": loopback.describe() if loopback else "(not probed)",
+    }
     exposed = [item for item in listeners if not _is_loopback(item)]
     problems = []
     if exposed:

@@ -15,7 +15,9 @@ from conformance.results import Result, broken, passed, violated
 def evaluate(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
     evidence = {"request": f"GET {probe.target}", "response": probe.describe()}
     if not probe.answered or probe.status is None:
-        result = broken(f"{check.path} on port {check.port} did not answer: {probe.error_kind}: {probe.error}", **evidence)
+        result = broken(
+            f"{check.path} on port {check.port} did not answer: {probe.error_kind}: {probe.error}", **evidence
+        )
         return _with_latency(result, probe)
     problems = []
     if probe.status not in check.expect_status:
@@ -28,7 +30,11 @@ def evaluate(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         if status not in check.expect_status_field:
             problems.append(f"status field {status!r}, expected one of {', '.join(check.expect_status_field)}")
     if check.expect_models:
-        ids = [item.get("id") for item in body.get("data", [])] if isinstance(body, dict) and isinstance(body.get("data"), list) else []
+        ids = (
+            [item.get("id") for item in body.get("data", [])]
+            if isinstance(body, dict) and isinstance(body.get("data"), list)
+            else []
+        )
         if port.model and port.model not in ids:
             problems.append(f"/v1/models lists {ids or 'nothing'}, not the instance's model {port.model}")
     if check.calls_models and isinstance(body, dict) and body.get("unhealthy_count"):
@@ -36,7 +42,9 @@ def evaluate(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         problems.append(f"{body.get('unhealthy_count')} unhealthy deployment(s): {', '.join(unhealthy)}")
     if problems:
         return _with_latency(violated(f"{check.path} on port {check.port} is unhealthy", *problems, **evidence), probe)
-    return _with_latency(passed(f"{check.path} answered {probe.status} in {probe.milliseconds:.0f} ms", **evidence), probe)
+    return _with_latency(
+        passed(f"{check.path} answered {probe.status} in {probe.milliseconds:.0f} ms", **evidence), probe
+    )
 
 
 def _with_latency(result: Result, probe: ProbeResult) -> Result:

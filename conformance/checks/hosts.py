@@ -60,14 +60,21 @@ def unit_installed_enabled_active(unit: Unit, facts: HostFacts) -> Result:
     except FactUnavailable as exc:
         return broken(f"cannot read the state of {unit.name}", str(exc))
     unit_file = facts.files.get(f"unit:{unit.path}")
-    evidence = {"state": fact.state_text, "enabled": fact.unit_file_state or "n/a",
-                "definition": fact.definition_path or "(none)"}
+    evidence = {
+        "state": fact.state_text,
+        "enabled": fact.unit_file_state or "n/a",
+        "definition": fact.definition_path or "(none)",
+    }
     problems = []
     if not fact.loaded:
         problems.append(f"{unit.name} is not loaded ({fact.raw_state.get('LoadState') or fact.state_text})")
     if unit_file is not None and not unit_file.exists:
         problems.append(f"unit file {unit.path} does not exist")
-    if fact.loaded and fact.definition_path and posixpath.normpath(fact.definition_path) != posixpath.normpath(unit.path):
+    if (
+        fact.loaded
+        and fact.definition_path
+        and posixpath.normpath(fact.definition_path) != posixpath.normpath(unit.path)
+    ):
         problems.append(f"{unit.name} is loaded from {fact.definition_path}, not from the declared {unit.path}")
     if fact.loaded and fact.enabled is False:
         problems.append(f"{unit.name} is not enabled ({fact.unit_file_state}): it will not start at boot")
@@ -85,20 +92,29 @@ def listener_belongs_to_unit(port: Port, unit: Unit, facts: HostFacts) -> Result
     except FactUnavailable as exc:
         return broken(f"cannot tell which process serves port {port.port}", str(exc))
     if not listeners:
-        return violated(f"nothing listens on port {port.port}, so {unit.name} does not serve it",
-                        **{"unit state": fact.state_text})
+        return violated(
+            f"nothing listens on port {port.port}, so {unit.name} does not serve it", **{"unit state": fact.state_text}
+        )
     if fact.main_pid is None:
-        return violated(f"{unit.name} has no running process, yet port {port.port} is served by someone else",
-                        **{"listeners": _describe(listeners)})
+        return violated(
+            f"{unit.name} has no running process, yet port {port.port} is served by someone else",
+            **{"listeners": _describe(listeners)},
+        )
     unknown = [item for item in listeners if item.pid is None]
     if unknown:
-        return broken(f"the owner of port {port.port} is not visible (process info needs root for ss -p)",
-                      **{"listeners": _describe(unknown)})
-    strangers = [item for item in listeners if item.pid is not None and not facts.descends_from(item.pid, fact.main_pid)]
+        return broken(
+            f"the owner of port {port.port} is not visible (process info needs root for ss -p)",
+            **{"listeners": _describe(unknown)},
+        )
+    strangers = [
+        item for item in listeners if item.pid is not None and not facts.descends_from(item.pid, fact.main_pid)
+    ]
     evidence = {"listeners": _describe(listeners), "unit main pid": str(fact.main_pid)}
     if strangers:
         names = ", ".join(f"{item.process}[{item.pid}]" for item in strangers)
-        return violated(f"port {port.port} is served by {names}, not by {unit.name} (main pid {fact.main_pid})", **evidence)
+        return violated(
+            f"port {port.port} is served by {names}, not by {unit.name} (main pid {fact.main_pid})", **evidence
+        )
     return passed(f"port {port.port} is served by {unit.name} (pid {fact.main_pid})", **evidence)
 
 
@@ -121,9 +137,15 @@ def port_bound_as_declared(port: Port, facts: HostFacts) -> Result:
         if missing:
             details.append("not listening on " + ", ".join(f"{address} ({family})" for family, address in missing))
         if extra:
-            details.append("also/instead listening on " + ", ".join(f"{address} ({family})" for family, address in extra))
-        return violated(f"port {port.port} is bound to {', '.join(item.bind_text() for item in listeners)}, "
-                        f"declared {port.bind} only", *details, **evidence)
+            details.append(
+                "also/instead listening on " + ", ".join(f"{address} ({family})" for family, address in extra)
+            )
+        return violated(
+            f"port {port.port} is bound to {', '.join(item.bind_text() for item in listeners)}, "
+            f"declared {port.bind} only",
+            *details,
+            **evidence,
+        )
     return passed(f"port {port.port} listens on exactly {port.bind}", **evidence)
 
 
@@ -134,8 +156,10 @@ def reserved_port_free(port: Port, facts: HostFacts) -> Result:
         return broken(f"cannot read the listening sockets of {port.host}", str(exc))
     if listeners:
         takers = ", ".join(f"{item.process or '?'}[{item.pid or '?'}] on {item.bind_text()}" for item in listeners)
-        return violated(f"reserved port {port.port} ({port.instance or port.service}) is taken by {takers}",
-                        **{"listening": _describe(listeners)})
+        return violated(
+            f"reserved port {port.port} ({port.instance or port.service}) is taken by {takers}",
+            **{"listening": _describe(listeners)},
+        )
     return passed(f"reserved port {port.port} is free")
 
 
@@ -163,10 +187,13 @@ def unexpected_listeners(host: Host, inventory: Inventory, facts: HostFacts) -> 
             strays.append(listener)
     if strays:
         names = ", ".join(f"{item.bind_text()}:{item.port} ({item.process or 'unknown process'})" for item in strays)
-        return violated(f"{host.name} has listeners the inventory does not declare: {names}",
-                        **{"undeclared": _describe(strays)})
-    return passed(f"every non-loopback listener on {host.name} is declared or allowed",
-                  **{"listening": _describe([item for item in listeners if not _is_loopback(item)])})
+        return violated(
+            f"{host.name} has listeners the inventory does not declare: {names}", **{"undeclared": _describe(strays)}
+        )
+    return passed(
+        f"every non-loopback listener on {host.name} is declared or allowed",
+        **{"listening": _describe([item for item in listeners if not _is_loopback(item)])},
+    )
 
 
 def declared_file_parses(service: Service, declared: str, file_format: str, facts: HostFacts, key: str) -> Result:
@@ -202,3 +229,29 @@ def service_not_live(service: Service) -> Result | None:
     if service.is_live:
         return None
     return skipped(f"{service.name} is {service.state}: {service.state_reason or 'not live'}")
+
+
+def service_runs_as_declared_user(
+    service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts
+) -> Result:
+    """The service's processes run as its declared account (whose home ``~`` means)."""
+    if service.user is None:
+        return skipped(f"no service account is declared for {service.name} at this site")
+    evidence = {}
+    problems = []
+    expected_uid = facts.user_ids.get(service.user)
+    if expected_uid is None:
+        return violated(f"the account {service.user!r} of {service.name} does not exist on {service.host}")
+    names = {uid: name for name, uid in facts.user_ids.items()}
+    for unit_name, pid in main_pids:
+        process = facts.processes.get(pid) if pid else None
+        if process is None:
+            problems.append(f"{unit_name} has no running process")
+            continue
+        user = names.get(process.uid, f"uid {process.uid}")
+        evidence[unit_name] = f"pid {pid} {user} (uid {process.uid}, {process.command})"
+        if process.uid != expected_uid:
+            problems.append(f"{unit_name} runs as {user!r}, not as {service.user!r}")
+    if problems:
+        return violated(f"{service.name} does not run as {service.user}", *problems, **evidence)
+    return passed(f"{service.name} runs as {service.user}", **evidence)

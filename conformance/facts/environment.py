@@ -60,7 +60,9 @@ def instance_environment(facts: HostFacts, service: Service, port: Port) -> dict
     if port.env_file:
         fact = facts.files.get(file_key(service.name, port.env_file))
         unit = facts.unit(unit_of(service, port)[1]) if unit_of(service, port) else None  # type: ignore[index]
-        referenced = unit is not None and fact is not None and any(fact.path == path for path, _ in unit.environment_files)
+        referenced = (
+            unit is not None and fact is not None and any(fact.path == path for path, _ in unit.environment_files)
+        )
         if fact is not None and fact.content is not None and not referenced:
             # launchd has no EnvironmentFile; an instance env file is then read by the
             # wrapper the plist runs, after the plist's own variables.
@@ -166,7 +168,9 @@ def optillm_settings(facts: HostFacts, service: Service, port: Port | None = Non
 
 
 def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSettings) -> None:
-    declared = next((file.path for file in service.files if file.role == "proxy_config"), "~/.optillm/proxy_config.yaml")
+    declared = next(
+        (file.path for file in service.files if file.role == "proxy_config"), "~/.optillm/proxy_config.yaml"
+    )
     fact = facts.files.get(file_key(service.name, declared))
     if fact is None:
         home = service_home(facts, service, settings.env)
@@ -189,5 +193,10 @@ def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSett
         return
     for provider in providers:
         if isinstance(provider, dict):
-            settings.providers.append({"name": provider.get("name"), "base_url": provider.get("base_url"),
-                                       "has_api_key": bool(provider.get("api_key"))})
+            settings.providers.append(
+                {
+                    "name": provider.get("name"),
+                    "base_url": provider.get("base_url"),
+                    "has_api_key": bool(provider.get("api_key")),
+                }
+            )

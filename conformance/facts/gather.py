@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from conformance.facts.model import FileFact, HostFacts, ProbeFact, Process, UnitFact
+from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
+    Listener,
     ParseError,
     parse_environment_files_property,
     parse_environment_property,
@@ -23,7 +23,6 @@ from conformance.facts.parsers import (
     parse_launchctl_print,
     parse_lsof,
     parse_netstat_macos,
-    parse_plist,
     parse_ss,
     parse_systemctl_show_many,
 )
@@ -32,8 +31,18 @@ from conformance.transport import scripts
 from conformance.transport.connection import CommandResult, HostConnection
 
 SYSTEMD_PROPERTIES = (
-    "Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "FragmentPath",
-    "MainPID", "User", "ExecStart", "Environment", "EnvironmentFiles", "WorkingDirectory",
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "UnitFileState",
+    "FragmentPath",
+    "MainPID",
+    "User",
+    "ExecStart",
+    "Environment",
+    "EnvironmentFiles",
+    "WorkingDirectory",
 )
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -72,7 +81,9 @@ def unit_of(service: Service, port: Port | None = None) -> tuple[str, str, str, 
     return unit.manager, unit.name, unit.path, unit.domain
 
 
-def resolve_path(service: Service, declared: str, homes: dict[str, str | None], unit_user: str | None) -> tuple[str | None, str | None]:
+def resolve_path(
+    service: Service, declared: str, homes: dict[str, str | None], unit_user: str | None
+) -> tuple[str | None, str | None]:
     """Absolute path on the host for an inventory path, or (None, why not)."""
     if declared.startswith("/"):
         return declared, None
@@ -180,7 +191,7 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     plan = build_plan(inventory, host)
     facts = HostFacts(host.name)
 
-    round_one: list[list[str]] = [["hostname"], ["uname", "-s"], ["ps", "-axo", "pid=,ppid=,user=,comm="]]
+    round_one: list[list[str]] = [["hostname"], ["uname", "-s"], ["ps", "-axo", "pid=,ppid=,uid=,comm="]]
     listener_cmds = _listener_commands(host)
     unit_cmds = _unit_commands(host, plan)
     round_one += listener_cmds + unit_cmds
@@ -208,17 +219,29 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     unit_file_results = [next(results) for _ in plan.unit_files]
     for path, result in zip(plan.unit_files, unit_file_results, strict=True):
         facts.files[f"unit:{path}"] = _file_fact(path, path, result, secret=False)
-    facts.user_homes = _json(next(results), facts, "user homes") or {}
+    accounts = _json(next(results), facts, "accounts") or {}
+    facts.user_homes = {user: (entry or {}).get("home") for user, entry in accounts.items()}
+    facts.user_ids = {user: int(entry["uid"]) for user, entry in accounts.items() if entry}
     if plan.venvs:
         facts.packages = _json(next(results), facts, "package metadata") or {}
     if plan.probes:
         for target, value in (_json(next(results), facts, "in-host probes") or {}).items():
-            facts.probes[target] = ProbeFact(target, bool(value.get("ok")), value.get("status"),
-                                             str(value.get("body", "")), value.get("error"), float(value.get("ms", 0)))
+            facts.probes[target] = ProbeFact(
+                target,
+                bool(value.get("ok")),
+                value.get("status"),
+                str(value.get("body", "")),
+                value.get("error"),
+                float(value.get("ms", 0)),
+            )
     for request in static_files:
         path, why = resolve_path(request.service, request.declared, {}, None)
         key = file_key(request.service.name, request.declared)
-        facts.files[key] = _file_fact(request.declared, path, next(results), request.secret) if path else FileFact(request.declared, None, False, None, why, request.secret)
+        facts.files[key] = (
+            _file_fact(request.declared, path, next(results), request.secret)
+            if path
+            else FileFact(request.declared, None, False, None, why, request.secret)
+        )
 
     _round_two(connection, inventory, plan, facts)
     facts.commands = connection.commands_run
@@ -228,7 +251,7 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
 def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan, facts: HostFacts) -> None:
     host = connection.record
     commands: list[list[str]] = []
-    pending: list[tuple[str, str | None, FileRequest | None, str]] = []
+    pending: list[tuple[str, str, FileRequest | None, str]] = []
     for request in plan.files:
         if not request.declared.startswith("~/"):
             continue
@@ -256,8 +279,8 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     if not commands:
         return
     results = connection.run_batch(commands)
-    for (key, path, request, declared), result in zip(pending, results, strict=False):
-        facts.files[key] = _file_fact(declared, path, result, request.secret if request else True)
+    for (key, path, origin, declared), result in zip(pending, results, strict=False):
+        facts.files[key] = _file_fact(declared, path, result, origin.secret if origin else True)
     if caches:
         facts.hf_caches = _json(results[-1], facts, "HF cache listing") or {}
 
@@ -270,7 +293,7 @@ def _unit_user(facts: HostFacts, service: Service) -> str | None:
 
 def effective_hf_caches(inventory: Inventory, host: str, facts: HostFacts) -> list[str]:
     """The HF hub caches the live instances on this host will really use."""
-    from conformance.facts.environment import instance_environment, hf_cache_of
+    from conformance.facts.environment import hf_cache_of, instance_environment
 
     caches = []
     for service in inventory.services_on(host):
@@ -281,8 +304,8 @@ def effective_hf_caches(inventory: Inventory, host: str, facts: HostFacts) -> li
                 continue
             try:
                 env = instance_environment(facts, service, port)
-            except Exception:  # noqa: BLE001 - a missing env is reported by the checks themselves
-                continue
+            except (FactUnavailable, ParseError):
+                continue  # a missing or broken env is reported by the checks themselves
             cache = hf_cache_of(env, facts, service)
             if cache and cache not in caches:
                 caches.append(cache)
@@ -323,7 +346,8 @@ def _read_processes(facts: HostFacts, result: CommandResult) -> None:
         parts = line.split(None, 3)
         if len(parts) == 4 and parts[0].isdigit() and parts[1].isdigit():
             pid, ppid = int(parts[0]), int(parts[1])
-            facts.processes[pid] = Process(pid, ppid, parts[2], parts[3])
+            # uid, not the user name: ps cuts names longer than 8 characters ("thestud+").
+            facts.processes[pid] = Process(pid, ppid, int(parts[2]) if parts[2].isdigit() else -1, parts[3])
 
 
 def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) -> None:
@@ -346,10 +370,9 @@ def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) 
         facts.listeners_error = str(exc)
 
 
-def _with_dual_stack(listener: object, dual: bool) -> object:
-    from dataclasses import replace
-
-    return replace(listener, dual_stack=dual) if dual else listener  # type: ignore[type-var]
+def _with_dual_stack(listener: Listener, dual: bool) -> Listener:
+    # netstat's tcp46 is the authority lsof lacks: that socket also accepts IPv4.
+    return replace(listener, dual_stack=True, dual_stack_known=True) if dual else listener
 
 
 def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[CommandResult]) -> None:
@@ -372,17 +395,46 @@ def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[Comm
         return
     for (name, domain), result in zip(plan.units, results, strict=True):
         if not result.ok:
-            facts.units[name] = UnitFact("launchd", name, False, False, "not loaded", None, "", None, None, None,
-                                         (), {}, (), None, {"error": result.stderr.strip()[:300]})
+            facts.units[name] = UnitFact(
+                "launchd",
+                name,
+                False,
+                False,
+                "not loaded",
+                None,
+                "",
+                None,
+                None,
+                None,
+                (),
+                {},
+                (),
+                None,
+                {"error": result.stderr.strip()[:300]},
+            )
             continue
         try:
             job = parse_launchctl_print(result.stdout, name)
         except ParseError as exc:
             facts.unit_errors[name] = str(exc)
             continue
-        facts.units[name] = UnitFact("launchd", name, True, job.state == "running", job.state, None, "",
-                                     job.path, job.pid, None, job.arguments or ((job.program,) if job.program else ()),
-                                     dict(job.environment), (), job.working_directory, {"domain": domain or "system"})
+        facts.units[name] = UnitFact(
+            "launchd",
+            name,
+            True,
+            job.state == "running",
+            job.state,
+            None,
+            "",
+            job.path,
+            job.pid,
+            None,
+            job.arguments or ((job.program,) if job.program else ()),
+            dict(job.environment),
+            (),
+            job.working_directory,
+            {"domain": domain or "system"},
+        )
 
 
 def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:
@@ -409,11 +461,3 @@ def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:
         working_directory=props.get("WorkingDirectory") or None,
         raw_state={key: props.get(key, "") for key in ("LoadState", "ActiveState", "SubState", "UnitFileState")},
     )
-
-
-def parse_plist_fact(content: str, source: str) -> object:
-    return parse_plist(content.encode(), source)
-
-
-def _unused(_: Iterable[object]) -> None:
-    return None

@@ -69,7 +69,7 @@ class ProbeFact:
 class Process:
     pid: int
     ppid: int
-    user: str
+    uid: int
     command: str
 
 
@@ -86,6 +86,7 @@ class HostFacts:
     unit_errors: dict[str, str] = field(default_factory=dict)
     files: dict[str, FileFact] = field(default_factory=dict)  # key: declared path (+ scope)
     user_homes: dict[str, str | None] = field(default_factory=dict)
+    user_ids: dict[str, int] = field(default_factory=dict)
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     hf_caches: dict[str, dict[str, Any]] = field(default_factory=dict)
     probes: dict[str, ProbeFact] = field(default_factory=dict)

@@ -18,13 +18,41 @@ from conformance.inventory.model import Inventory, Port
 
 # LiteLLM provider prefixes: "openai/x" sends model "x" to an OpenAI-compatible api_base.
 PROVIDER_PREFIXES = {
-    "openai", "hosted_vllm", "text-completion-openai", "openai_like", "custom_openai", "ollama",
-    "ollama_chat", "huggingface", "azure", "anthropic", "vllm", "lm_studio", "litellm_proxy",
+    "openai",
+    "hosted_vllm",
+    "text-completion-openai",
+    "openai_like",
+    "custom_openai",
+    "ollama",
+    "ollama_chat",
+    "huggingface",
+    "azure",
+    "anthropic",
+    "vllm",
+    "lm_studio",
+    "litellm_proxy",
 }
 # OptiLLM approach slugs that may prefix a model name ("moa-gpt-4o" runs moa on gpt-4o).
 OPTILLM_APPROACHES = {
-    "none", "mcts", "bon", "moa", "rto", "z3", "self_consistency", "pvg", "rstar", "cot_reflection",
-    "plansearch", "leap", "re2", "cepo", "mars", "proxy", "majority_voting", "genselect", "deepthink",
+    "none",
+    "mcts",
+    "bon",
+    "moa",
+    "rto",
+    "z3",
+    "self_consistency",
+    "pvg",
+    "rstar",
+    "cot_reflection",
+    "plansearch",
+    "leap",
+    "re2",
+    "cepo",
+    "mars",
+    "proxy",
+    "majority_voting",
+    "genselect",
+    "deepthink",
 }
 
 
@@ -46,7 +74,9 @@ class ModelGraph:
     notes: list[str] = field(default_factory=list)
 
     def handles(self) -> list[str]:
-        return sorted(node.split(":", 1)[1] for node in self.edges if node.startswith("litellm:") and node in self._declared)
+        return sorted(
+            node.split(":", 1)[1] for node in self.edges if node.startswith("litellm:") and node in self._declared
+        )
 
     _declared: set[str] = field(default_factory=set)
 
@@ -56,7 +86,7 @@ class ModelGraph:
 
         def visit(node: str, path: list[str]) -> None:
             if node in path:
-                cycle = [*path[path.index(node):], node]
+                cycle = [*path[path.index(node) :], node]
                 key = tuple(sorted(cycle[:-1]))
                 if key not in seen_cycles:
                     seen_cycles.add(key)
@@ -121,13 +151,15 @@ def _endpoint_port(inventory: Inventory, gateway_host: str, url: str) -> tuple[P
     return None, parts.netloc or url
 
 
-def build_model_graph(router: Mapping[str, Any], env: Mapping[str, str], inventory: Inventory,
-                      litellm_service: str) -> ModelGraph:
+def build_model_graph(
+    router: Mapping[str, Any], env: Mapping[str, str], inventory: Inventory, litellm_service: str
+) -> ModelGraph:
     """Build the graph from LiteLLM's router.yaml (``os.environ/NAME`` resolved from ``env``)."""
     graph = ModelGraph()
     litellm = inventory.service(litellm_service)
-    proxy_upstreams = {service.name: service.upstream_service for service in inventory.services
-                       if service.kind == "optillm-proxy"}
+    proxy_upstreams = {
+        service.name: service.upstream_service for service in inventory.services if service.kind == "optillm-proxy"
+    }
     entries = router.get("model_list") or []
     for entry in entries:
         if isinstance(entry, dict) and entry.get("model_name"):

@@ -75,16 +75,26 @@ def _read_with_extends(path: Path, depth: int = 0) -> Any:
     document = load_located_yaml(path, _display(path))
     if not isinstance(document, LocatedDict):
         raise InventoryError(
-            [InventoryIssue(getattr(document, "mark", None) or Mark(_display(path), 1, 1), "",
-                            "an inventory must be a YAML mapping")]
+            [
+                InventoryIssue(
+                    getattr(document, "mark", None) or Mark(_display(path), 1, 1),
+                    "",
+                    "an inventory must be a YAML mapping",
+                )
+            ]
         )
     parent = document.pop("extends", None)
     if parent is None:
         return document
     if depth >= MAX_EXTENDS_DEPTH or not isinstance(parent, str):
         raise InventoryError(
-            [InventoryIssue(document.key_marks.get("extends"), "extends",
-                            "expected the relative path of one inventory file (at most 4 deep)")]
+            [
+                InventoryIssue(
+                    document.key_marks.get("extends"),
+                    "extends",
+                    "expected the relative path of one inventory file (at most 4 deep)",
+                )
+            ]
         )
     base = _read_with_extends((path.parent / parent).resolve(), depth + 1)
     return merge(base, document)
@@ -215,8 +225,10 @@ def _cross_reference_issues(inventory: Inventory, document: Any) -> list[Invento
         if service.unit is not None:
             host = next((h for h in inventory.hosts if h.name == service.host), None)
             if host is not None and host.service_manager != service.unit.manager:
-                report(["services", i, "unit", "manager"],
-                       f"host {host.name!r} uses {host.service_manager}, not {service.unit.manager}")
+                report(
+                    ["services", i, "unit", "manager"],
+                    f"host {host.name!r} uses {host.service_manager}, not {service.unit.manager}",
+                )
     bound: dict[tuple[str, int], int] = {}
     for i, port in enumerate(inventory.ports):
         known(port.host, hosts, ["ports", i, "host"], "host")
@@ -224,17 +236,16 @@ def _cross_reference_issues(inventory: Inventory, document: Any) -> list[Invento
         if port.service in services and port.host in hosts:
             owner_host = inventory.service(port.service).host
             if owner_host != port.host:
-                report(["ports", i, "host"],
-                       f"service {port.service!r} runs on {owner_host!r}, not {port.host!r}")
+                report(["ports", i, "host"], f"service {port.service!r} runs on {owner_host!r}, not {port.host!r}")
         if (port.host, port.port) in bound:
-            report(["ports", i, "port"],
-                   f"port {port.port} on {port.host!r} is already declared "
-                   f"(ports[{bound[(port.host, port.port)]}])")
+            report(
+                ["ports", i, "port"],
+                f"port {port.port} on {port.host!r} is already declared (ports[{bound[(port.host, port.port)]}])",
+            )
         bound.setdefault((port.host, port.port), i)
         address = ipaddress.ip_address(port.bind)
         if port.exposure == "local" and not address.is_loopback:
-            report(["ports", i, "bind"],
-                   f"exposure 'local' needs a loopback bind (127.0.0.1 or ::1), not {port.bind}")
+            report(["ports", i, "bind"], f"exposure 'local' needs a loopback bind (127.0.0.1 or ::1), not {port.bind}")
         if port.exposure == "lan" and address.is_loopback:
             report(["ports", i, "bind"], f"exposure 'lan' cannot bind loopback {port.bind}")
     for i, check in enumerate(inventory.health_checks):
@@ -242,9 +253,10 @@ def _cross_reference_issues(inventory: Inventory, document: Any) -> list[Invento
         if check.service in services:
             declared = {p.port for p in inventory.ports_of(check.service)}
             if check.port not in declared:
-                report(["health_checks", i, "port"],
-                       f"service {check.service!r} declares no port {check.port} "
-                       f"(declared: {sorted(declared)})")
+                report(
+                    ["health_checks", i, "port"],
+                    f"service {check.service!r} declares no port {check.port} (declared: {sorted(declared)})",
+                )
     for i, contract in enumerate(inventory.contracts):
         known(contract.owner, owners, ["contracts", i, "owner"], "owner")
         for j, name in enumerate(contract.services):
@@ -256,8 +268,7 @@ def _cross_reference_issues(inventory: Inventory, document: Any) -> list[Invento
             report(["dependencies", i, "target"], "a service cannot depend on itself")
     for i, host in enumerate(inventory.hosts):
         if host.connection == "ssh" and host.ssh.known_hosts and host.ssh.host_key:
-            report(["hosts", i, "ssh", "host_key"],
-                   "give either known_hosts or a pinned host_key, not both")
+            report(["hosts", i, "ssh", "host_key"], "give either known_hosts or a pinned host_key, not both")
     return issues
 
 
@@ -274,7 +285,7 @@ def load_inventory(
         site_path = site or environ.get(SITE_ENV)
         if site_path:
             overlay = load_located_yaml(Path(site_path), _display(Path(site_path)))
-            if not isinstance(overlay, dict):
+            if not isinstance(overlay, LocatedDict):
                 raise InventoryError([InventoryIssue(None, "", f"{site_path}: a site override must be a mapping")])
             _resolve_relative_paths(overlay, Path(site_path).resolve().parent)
             document = merge(document, overlay)

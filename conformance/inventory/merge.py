@@ -39,11 +39,7 @@ def _merge_records(base: LocatedList, overlay: LocatedList, keys: tuple[str, ...
     merged = LocatedList(base)
     merged.mark = base.mark
     merged.item_marks = list(base.item_marks) + [None] * (len(base) - len(base.item_marks))
-    index = {
-        ident: position
-        for position, item in enumerate(base)
-        if (ident := _identity(item, keys)) is not None
-    }
+    index = {ident: position for position, item in enumerate(base) if (ident := _identity(item, keys)) is not None}
     for position, item in enumerate(overlay):
         item_mark = overlay.item_marks[position] if position < len(overlay.item_marks) else None
         ident = _identity(item, keys)
@@ -69,10 +65,6 @@ def merge(base: Any, overlay: Any, field: str | None = None) -> Any:
             if key in overlay_marks:
                 merged.key_marks[key] = overlay_marks[key]
         return merged
-    if (
-        field in RECORD_KEYS
-        and isinstance(base, LocatedList)
-        and isinstance(overlay, LocatedList)
-    ):
+    if field in RECORD_KEYS and isinstance(base, LocatedList) and isinstance(overlay, LocatedList):
         return _merge_records(base, overlay, RECORD_KEYS[field])
     return overlay

@@ -18,7 +18,9 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", min_length=1, max
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=600)]
 
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 class Record(BaseModel):
@@ -30,9 +32,7 @@ def _check_address(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         if not HOSTNAME_RE.match(value):
-            raise ValueError(
-                f"{value!r} is neither an IP address nor a DNS name"
-            ) from None
+            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
     return value
 
 
@@ -40,9 +40,7 @@ def _check_bind(value: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(
-            f"bind {value!r} must be an IP address such as 0.0.0.0, ::, 127.0.0.1 or ::1"
-        ) from None
+        raise ValueError(f"bind {value!r} must be an IP address such as 0.0.0.0, ::, 127.0.0.1 or ::1") from None
     return value
 
 
@@ -68,9 +66,7 @@ class SshSettings(Record):
     user: str | None = Field(default=None, description="Supplied per site.")
     port: PortNumber = 22
     identity_file: str | None = None
-    known_hosts: str | None = Field(
-        default=None, description="known_hosts file holding this host's key."
-    )
+    known_hosts: str | None = Field(default=None, description="known_hosts file holding this host's key.")
     host_key: str | None = Field(
         default=None,
         description="A pinned public key ('ssh-ed25519 AAAA...'), instead of known_hosts.",
@@ -101,9 +97,7 @@ class Host(Record):
     hostname: str | None = Field(default=None, description="Expected hostname; per site.")
     ssh: SshSettings = SshSettings()
     allowed_listeners: tuple[AllowedListener, ...] = ()
-    stand_in: str | None = Field(
-        default=None, description="Why this host differs from the real one (lab only)."
-    )
+    stand_in: str | None = Field(default=None, description="Why this host differs from the real one (lab only).")
 
 
 class Unit(Record):
@@ -124,9 +118,7 @@ FileRole = Literal[
 
 
 class ConfigFile(Record):
-    path: str = Field(
-        description="Absolute, '~/...' (the service user's home) or relative to repo_root."
-    )
+    path: str = Field(description="Absolute, '~/...' (the service user's home) or relative to repo_root.")
     role: FileRole
     format: Literal["yaml", "env", "requirements", "text"]
     secret: bool = Field(default=False, description="Holds secrets: values are never shown.")
@@ -155,12 +147,8 @@ class Service(Record):
     package_pins: dict[str, str] = Field(
         default_factory=dict, description="Distribution -> version specifier, e.g. <5."
     )
-    upstream_service: Name | None = Field(
-        default=None, description="The only service this one may forward to."
-    )
-    forwards_only: bool = Field(
-        default=False, description="Gateway tier: must never run inference itself."
-    )
+    upstream_service: Name | None = Field(default=None, description="The only service this one may forward to.")
+    forwards_only: bool = Field(default=False, description="Gateway tier: must never run inference itself.")
     notes: tuple[str, ...] = ()
 
     @property
@@ -193,9 +181,7 @@ class HealthCheck(Record):
     expect_json: Any = None
     expect_status_field: tuple[str, ...] = ()
     expect_models: bool = Field(default=False, description="/v1/models lists the port's model.")
-    calls_models: bool = Field(
-        default=False, description="Makes real model calls: runs only when asked."
-    )
+    calls_models: bool = Field(default=False, description="Makes real model calls: runs only when asked.")
     per_model: bool = False
     timeout: Seconds = 10.0
 

@@ -90,12 +90,8 @@ def _make_loader(file: str) -> type[yaml.SafeLoader]:
         result.item_marks = [_mark(file, child) for child in node.value]
         return result
 
-    LocatingLoader.add_constructor(
-        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
-    )
-    LocatingLoader.add_constructor(
-        yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence
-    )
+    LocatingLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    LocatingLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     return LocatingLoader
 
 
@@ -114,9 +110,7 @@ def load_located_yaml(path: Path, display_name: str | None = None) -> Any:
         raise
     except yaml.MarkedYAMLError as exc:
         problem_mark = exc.problem_mark
-        mark = (
-            Mark(name, problem_mark.line + 1, problem_mark.column + 1) if problem_mark else None
-        )
+        mark = Mark(name, problem_mark.line + 1, problem_mark.column + 1) if problem_mark else None
         raise YamlSourceError(mark, f"invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise YamlSourceError(None, f"{name}: invalid YAML: {exc}") from None

@@ -1,20 +1,20 @@
 """Controller-side sinks of a run: result collection, the bulletin and the summary line.
 
 Under xdist, reports travel from the workers to the controller and the logreport hook runs
-there again; only the controller (the process without ``workerinput``) collects and
-writes, so every bulletin entry is written exactly once.
+there again; only the controller (the process without ``workerinput``) registers this
+sink, so every bulletin entry is written exactly once. The state lives on the sink object,
+one per pytest config, never in module globals (nested runs must not share it).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance.bulletin.store import BulletinUpdate, open_problems, read_entries, update_bulletin
+from conformance.bulletin.store import BulletinUpdate, update_bulletin
 from conformance.inventory.model import Inventory
 from conformance.results import Outcome, Result
 
@@ -23,30 +23,9 @@ RESULT_PROPERTY = "conformance_result"
 BULLETIN_ENV = "CONFORMANCE_BULLETIN"
 
 
-@dataclass
-class ControllerState:
-    config: pytest.Config
-    inventory: Inventory
-    reports: Path
-    bulletin: Path
-    results: list[Result] = field(default_factory=list)
-    update: BulletinUpdate | None = None
-    bulletin_error: str | None = None
-
-
-_state: ControllerState | None = None
-
-
-def configure_controller(config: pytest.Config, inventory: Inventory, reports: Path) -> None:
-    global _state
-    value = config.getoption("--bulletin") or os.environ.get(BULLETIN_ENV)
-    bulletin = Path(value) if value else reports / "bulletin.jsonl"
-    _state = ControllerState(config, inventory, reports, bulletin)
-
-
 def result_of(report: pytest.TestReport) -> Result | None:
     for name, value in report.user_properties:
-        if name == RESULT_PROPERTY:
+        if name == RESULT_PROPERTY and isinstance(value, str):
             return Result.from_json(value)
     return None
 
@@ -56,47 +35,66 @@ def outcome_of(report: pytest.TestReport) -> str | None:
     return result.outcome.value if result else None
 
 
-def on_report(report: pytest.TestReport) -> None:
-    if _state is None or report.when != "call":
-        return
-    result = result_of(report)
-    if result is not None:
-        _state.results.append(result)
+def bulletin_path(config: pytest.Config, reports: Path) -> Path:
+    value = config.getoption("--bulletin") or os.environ.get(BULLETIN_ENV)
+    return Path(value) if value else reports / "bulletin.jsonl"
 
 
-def finish(session: pytest.Session, exitstatus: int) -> None:
-    if _state is None or getattr(session.config, "workerinput", None) is not None:
-        return
-    if not _state.results:
-        return
-    try:
-        _state.update = update_bulletin(_state.bulletin, _state.results, session.config.stash[RUN_ID_KEY],
-                                        _state.inventory.bulletin.reminder_after_hours)
-    except (OSError, ValueError, TimeoutError) as exc:
-        _state.bulletin_error = str(exc)
+class ControllerSink:
+    """Collects every Result on the controller and writes the run's outputs at the end."""
 
+    def __init__(self, config: pytest.Config, inventory: Inventory, reports: Path) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.reports = reports
+        self.bulletin = bulletin_path(config, reports)
+        self.results: list[Result] = []
+        self.update: BulletinUpdate | None = None
+        self.bulletin_error: str | None = None
 
-def summary_line() -> str:
-    assert _state is not None
-    counts = {outcome: 0 for outcome in Outcome}
-    for result in _state.results:
-        counts[result.outcome] += 1
-    text = (f"conformance: {counts[Outcome.PASSED]} passed, {counts[Outcome.VIOLATED]} failed, "
-            f"{counts[Outcome.BROKEN]} broken, {counts[Outcome.SKIPPED]} skipped")
-    if _state.bulletin_error:
-        return f"{text}; bulletin NOT written: {_state.bulletin_error}"
-    if _state.update is not None:
-        update = _state.update
-        return (f"{text}; bulletin: {update.still_open} open ({len(update.opened)} opened, "
-                f"{len(update.resolved)} resolved) in {_state.bulletin}")
-    try:
-        still_open = len(open_problems(read_entries(_state.bulletin)))
-    except ValueError:
-        still_open = -1
-    return f"{text}; bulletin: {still_open} open"
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        result = result_of(report)
+        if result is not None:
+            self.results.append(result)
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.results:
+            return
+        try:
+            self.update = update_bulletin(
+                self.bulletin, self.results, self.config.stash[RUN_ID_KEY], self.inventory.bulletin.reminder_after_hours
+            )
+        except (OSError, ValueError, TimeoutError) as exc:
+            self.bulletin_error = str(exc)
 
-def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if _state is None or getattr(config, "workerinput", None) is not None or not _state.results:
-        return
-    terminalreporter.write_line(summary_line())
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.results:
+            terminalreporter.write_line(self.summary_line())
+
+    def counts(self) -> dict[Outcome, int]:
+        counts = dict.fromkeys(Outcome, 0)
+        for result in self.results:
+            counts[result.outcome] += 1
+        return counts
+
+    def summary_line(self) -> str:
+        """One line a person or a pager can read."""
+        counts = self.counts()
+        text = (
+            f"conformance: {counts[Outcome.PASSED]} passed, {counts[Outcome.VIOLATED]} failed, "
+            f"{counts[Outcome.BROKEN]} broken, {counts[Outcome.SKIPPED]} skipped"
+        )
+        if self.bulletin_error:
+            return f"{text}; bulletin NOT written: {self.bulletin_error}"
+        if self.update is None:
+            return text
+        update = self.update
+        return (
+            f"{text}; bulletin: {update.still_open} open ({len(update.opened)} opened, "
+            f"{len(update.resolved)} resolved) in {self.bulletin}"
+        )

@@ -39,8 +39,11 @@ def _cat(args: Sequence[str]) -> bool:
 
 
 def _stat(args: Sequence[str]) -> bool:
-    return len(args) >= 3 and args[0] == "-c" and _SAFE_WORD.match(args[1].replace("%", "")) is not None and all(
-        _is_path(arg) for arg in args[2:]
+    return (
+        len(args) >= 3
+        and args[0] == "-c"
+        and _SAFE_WORD.match(args[1].replace("%", "")) is not None
+        and all(_is_path(arg) for arg in args[2:])
     )
 
 
@@ -60,9 +63,7 @@ def _launchctl(args: Sequence[str]) -> bool:
 
 
 def _getent(args: Sequence[str]) -> bool:
-    return len(args) >= 2 and args[0] == "passwd" and all(
-        re.match(r"^[a-z_][a-z0-9_.-]*$", user) for user in args[1:]
-    )
+    return len(args) >= 2 and args[0] == "passwd" and all(re.match(r"^[a-z_][a-z0-9_.-]*$", user) for user in args[1:])
 
 
 def _python(args: Sequence[str]) -> bool:
@@ -85,7 +86,9 @@ RULES: dict[str, Callable[[Sequence[str]], bool]] = {
     "id": _exact((), ("-u",)),
     "sw_vers": _exact((), ("-productVersion",)),
     "getent": _getent,
-    "ps": _exact(("-axo", "pid=,ppid=,user=,comm="),),
+    "ps": _exact(
+        ("-axo", "pid=,ppid=,uid=,comm="),
+    ),
     "python3": _python,
     "python": _python,
 }

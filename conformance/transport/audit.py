@@ -37,7 +37,10 @@ class AuditLog:
             "seconds": round(seconds, 3),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock", timeout=_LOCK_TIMEOUT_SECONDS), self.path.open("a", encoding="utf-8") as handle:
+        with (
+            FileLock(str(self.path) + ".lock", timeout=_LOCK_TIMEOUT_SECONDS),
+            self.path.open("a", encoding="utf-8") as handle,
+        ):
             handle.write(json.dumps(entry, sort_keys=True) + "\n")
 
 

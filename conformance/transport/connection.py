@@ -17,7 +17,6 @@ from __future__ import annotations
 import secrets as random_tokens
 import select
 import shlex
-import socket
 import subprocess
 import threading
 import time
@@ -73,13 +72,15 @@ def _fingerprint(key: paramiko.PKey) -> str:
 class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
     """testinfra's paramiko backend with verified host keys and bounded I/O."""
 
-    def __init__(self, host: Host, known_hosts: Path | None, pinned_key: str | None,
-                 command_timeout: float) -> None:
+    def __init__(self, host: Host, known_hosts: Path | None, pinned_key: str | None, command_timeout: float) -> None:
         assert host.address is not None
         user = host.ssh.user or ""
-        spec = f"paramiko://{user}@{host.address}:{host.ssh.port}" if user else f"paramiko://{host.address}:{host.ssh.port}"
-        super().__init__(spec, ssh_identity_file=host.ssh.identity_file,
-                         timeout=int(max(1, host.ssh.connect_timeout)))
+        spec = (
+            f"paramiko://{user}@{host.address}:{host.ssh.port}"
+            if user
+            else f"paramiko://{host.address}:{host.ssh.port}"
+        )
+        super().__init__(spec, ssh_identity_file=host.ssh.identity_file, timeout=int(max(1, host.ssh.connect_timeout)))
         self.record = host
         self.known_hosts = known_hosts
         self.pinned_key = pinned_key
@@ -87,11 +88,11 @@ class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
         self.connect_timeout = host.ssh.connect_timeout
 
     def _host_key_name(self) -> str:
-        address = self.record.address
+        address = self.record.address or ""
         port = self.record.ssh.port
         return address if port == 22 else f"[{address}]:{port}"
 
-    @property  # type: ignore[override]
+    @property
     def client(self) -> paramiko.SSHClient:
         existing = self.__dict__.get("_client")
         if existing is not None:
@@ -103,9 +104,13 @@ class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
             client.load_host_keys(str(self.known_hosts))
         if self.pinned_key:
             key_type, key_data = self.pinned_key.split()[:2]
-            client.get_host_keys().add(self._host_key_name(), key_type, paramiko.PKey.from_type_string(key_type, __import__("base64").b64decode(key_data)))
+            client.get_host_keys().add(
+                self._host_key_name(),
+                key_type,
+                paramiko.PKey.from_type_string(key_type, __import__("base64").b64decode(key_data)),
+            )
         client.connect(
-            hostname=self.record.address,
+            hostname=self.record.address or "",
             port=self.record.ssh.port,
             username=self.record.ssh.user,
             key_filename=self.record.ssh.identity_file,
@@ -167,14 +172,19 @@ class HostConnection:
         if self._backend is not None:
             return self._backend
         if not host.address:
-            raise HostUnavailable(host.name, "misconfigured",
-                                  "no address given for this site (set CONFORMANCE_HOST_"
-                                  f"{host.name.upper().replace('-', '_')}_ADDRESS or a site file)")
+            raise HostUnavailable(
+                host.name,
+                "misconfigured",
+                "no address given for this site (set CONFORMANCE_HOST_"
+                f"{host.name.upper().replace('-', '_')}_ADDRESS or a site file)",
+            )
         known_hosts = Path(host.ssh.known_hosts) if host.ssh.known_hosts else None
         if known_hosts is None and not host.ssh.host_key:
-            raise HostUnavailable(host.name, "host-key",
-                                  "no known_hosts file or pinned host_key: refusing to connect "
-                                  "to an unverified host")
+            raise HostUnavailable(
+                host.name,
+                "host-key",
+                "no known_hosts file or pinned host_key: refusing to connect to an unverified host",
+            )
         if known_hosts is not None and not known_hosts.is_file():
             raise HostUnavailable(host.name, "host-key", f"known_hosts file {known_hosts} does not exist")
         backend = _StrictParamikoBackend(host, known_hosts, host.ssh.host_key, host.ssh.command_timeout)
@@ -182,29 +192,43 @@ class HostConnection:
         try:
             backend.client  # noqa: B018 - connect now, so the cause is attributed to connecting
         except paramiko.BadHostKeyException as exc:
-            raise HostUnavailable(host.name, "host-key",
-                                  f"host key for {host.address} has CHANGED: expected "
-                                  f"{_fingerprint(exc.expected_key)}, got {_fingerprint(exc.key)}; "
-                                  "refusing to connect (update known_hosts only if the change is expected)") from None
+            raise HostUnavailable(
+                host.name,
+                "host-key",
+                f"host key for {host.address} has CHANGED: expected "
+                f"{_fingerprint(exc.expected_key)}, got {_fingerprint(exc.key)}; "
+                "refusing to connect (update known_hosts only if the change is expected)",
+            ) from None
         except paramiko.AuthenticationException as exc:
             raise HostUnavailable(host.name, "auth", f"SSH authentication as {host.ssh.user!r} failed: {exc}") from None
         except paramiko.SSHException as exc:
             text = str(exc)
             if "not found in known_hosts" in text:
-                raise HostUnavailable(host.name, "host-key",
-                                      f"host key of {host.address} is UNKNOWN (not in "
-                                      f"{known_hosts or 'the pinned key'}); refusing to connect") from None
+                raise HostUnavailable(
+                    host.name,
+                    "host-key",
+                    f"host key of {host.address} is UNKNOWN (not in "
+                    f"{known_hosts or 'the pinned key'}); refusing to connect",
+                ) from None
             raise HostUnavailable(host.name, "unreachable", f"SSH to {host.address} failed: {text}") from None
-        except (TimeoutError, socket.timeout):
-            raise HostUnavailable(host.name, "timeout",
-                                  f"SSH to {host.address}:{host.ssh.port} timed out after "
-                                  f"{host.ssh.connect_timeout:g} s") from None
+        except TimeoutError:
+            raise HostUnavailable(
+                host.name,
+                "timeout",
+                f"SSH to {host.address}:{host.ssh.port} timed out after {host.ssh.connect_timeout:g} s",
+            ) from None
         except OSError as exc:
-            raise HostUnavailable(host.name, "unreachable",
-                                  f"cannot reach {host.address}:{host.ssh.port}: {exc.strerror or exc}") from None
+            raise HostUnavailable(
+                host.name, "unreachable", f"cannot reach {host.address}:{host.ssh.port}: {exc.strerror or exc}"
+            ) from None
         finally:
-            self.audit.record(host.name, f"ssh connect {host.ssh.user}@{host.address}:{host.ssh.port}",
-                              None, time.monotonic() - started, "connect")
+            self.audit.record(
+                host.name,
+                f"ssh connect {host.ssh.user}@{host.address}:{host.ssh.port}",
+                None,
+                time.monotonic() - started,
+                "connect",
+            )
         self.connections_opened += 1
         self._backend = backend
         return backend
@@ -218,8 +242,12 @@ class HostConnection:
             try:
                 backend = self._ensure_backend()
                 if backend is None:
-                    completed = subprocess.run(["/bin/sh", "-c", script], capture_output=True,
-                                               timeout=self.record.ssh.command_timeout, check=False)
+                    completed = subprocess.run(
+                        ["/bin/sh", "-c", script],
+                        capture_output=True,
+                        timeout=self.record.ssh.command_timeout,
+                        check=False,
+                    )
                     exit_code, out, err = completed.returncode, completed.stdout, completed.stderr
                 else:
                     exit_code, out, err = backend._exec_command(script.encode())
@@ -227,8 +255,9 @@ class HostConnection:
                 self._failure = exc
                 raise
             except (CommandTimeout, subprocess.TimeoutExpired):
-                self._failure = HostUnavailable(self.record.name, "timeout",
-                                                f"commands did not finish within {self.record.ssh.command_timeout:g} s")
+                self._failure = HostUnavailable(
+                    self.record.name, "timeout", f"commands did not finish within {self.record.ssh.command_timeout:g} s"
+                )
                 raise self._failure from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 self._failure = HostUnavailable(self.record.name, "unreachable", f"SSH session failed: {exc}")
@@ -279,7 +308,7 @@ def _split_sections(text: str, nonce: str) -> dict[int, str]:
     prefix = f"@@GC{nonce} "
     for line in text.splitlines():
         if line.startswith(prefix) and line.endswith("@@"):
-            token = line[len(prefix):-2]
+            token = line[len(prefix) : -2]
             if token.isdigit():
                 current = int(token)
                 sections[current] = []
@@ -296,8 +325,8 @@ def _split_batch(commands: Sequence[Sequence[str]], nonce: str, stdout: str, std
     prefix = f"@@GC{nonce} rc "
     for line in stdout.splitlines():
         if line.startswith(prefix) and line.endswith("@@"):
-            index, _, code = line[len(prefix):-2].partition(" ")
-            codes[int(index)] = int(code) if code.isdigit() else 255
+            position, _, code = line[len(prefix) : -2].partition(" ")
+            codes[int(position)] = int(code) if code.isdigit() else 255
     out_sections = _split_sections(stdout, nonce)
     err_sections = _split_sections(stderr, nonce)
     results = []

@@ -103,21 +103,24 @@ for target in sys.argv[2:]:
     r['ms']=round((time.monotonic()-t0)*1000,1)
     out[target]=r
 print(json.dumps(out))""",
-    lambda args: len(args) >= 2
-    and re.match(r"^\d+(\.\d+)?$", args[0]) is not None
-    and all(
-        (arg.startswith("http://") and " " not in arg and len(arg) < 300) or _HOSTPORT.match(arg)
-        for arg in args[1:]
+    lambda args: (
+        len(args) >= 2
+        and re.match(r"^\d+(\.\d+)?$", args[0]) is not None
+        and all(
+            (arg.startswith("http://") and " " not in arg and len(arg) < 300) or _HOSTPORT.match(arg)
+            for arg in args[1:]
+        )
     ),
 )
 
-# Home directories of accounts: {user: home or null}. getent is not on macOS; pwd is.
+# Accounts: {user: {"home": ..., "uid": ...} or null}. getent is not on macOS; pwd is.
 USER_HOMES = Script(
     "user-homes",
     """import json,pwd,sys
 out={}
 for user in sys.argv[1:]:
-    try: out[user]=pwd.getpwnam(user).pw_dir
+    try:
+        entry=pwd.getpwnam(user); out[user]={'home':entry.pw_dir,'uid':entry.pw_uid}
     except KeyError: out[user]=None
 print(json.dumps(out))""",
     lambda args: bool(args) and all(re.match(r"^[a-z_][a-z0-9_.-]*$", arg) for arg in args),

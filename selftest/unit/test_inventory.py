@@ -30,8 +30,14 @@ def test_gateway_inventory_transcribes_the_seed():
     assert inventory.host("studio").service_manager == "launchd"
     assert inventory.host("mini").service_manager == "systemd"
     assert {c.check for c in inventory.contracts} >= {
-        "clients_call_litellm_only", "optillm_local_only", "optillm_upstream_is_litellm",
-        "gateway_never_runs_inference", "showroom_models_present", "hf_cache_path", "transformers_pin"}
+        "clients_call_litellm_only",
+        "optillm_local_only",
+        "optillm_upstream_is_litellm",
+        "gateway_never_runs_inference",
+        "showroom_models_present",
+        "hf_cache_path",
+        "transformers_pin",
+    }
     paths = {h.path for h in inventory.health_checks if h.service == "litellm-orch"}
     assert paths == {"/health", "/health/readiness", "/health/liveliness"}
     assert all(host.address is None for host in inventory.hosts), "addresses are per site"
@@ -51,13 +57,20 @@ def test_lab_inventory_differs_from_production_only_where_a_site_may():
         assert lab_port.model_dump(exclude=site_fields) == prod_port.model_dump(exclude=site_fields)
     service_site_fields = {"user", "repo_root", "venv", "state", "state_reason"}
     for lab_service, prod_service in zip(lab.services, production.services, strict=True):
-        assert lab_service.model_dump(exclude=service_site_fields) == prod_service.model_dump(exclude=service_site_fields)
+        assert lab_service.model_dump(exclude=service_site_fields) == prod_service.model_dump(
+            exclude=service_site_fields
+        )
 
 
 def test_site_values_come_from_the_environment(tmp_path):
-    inventory = load_inventory(INVENTORY_DIR / "gateway.yaml", environ={
-        "CONFORMANCE_HOST_MINI_ADDRESS": "10.0.0.5", "CONFORMANCE_HOST_MINI_USER": "watcher",
-        "CONFORMANCE_HOST_STUDIO_KNOWN_HOSTS": str(tmp_path / "kh")})
+    inventory = load_inventory(
+        INVENTORY_DIR / "gateway.yaml",
+        environ={
+            "CONFORMANCE_HOST_MINI_ADDRESS": "10.0.0.5",
+            "CONFORMANCE_HOST_MINI_USER": "watcher",
+            "CONFORMANCE_HOST_STUDIO_KNOWN_HOSTS": str(tmp_path / "kh"),
+        },
+    )
     assert inventory.host("mini").address == "10.0.0.5"
     assert inventory.host("mini").ssh.user == "watcher"
     assert inventory.host("mini").ssh.sudo is True, "fields the site did not give are kept"
@@ -75,34 +88,77 @@ def test_site_override_file(tmp_path):
 # Each broken inventory: a text edit of gateway.yaml, the field the error must name, and a
 # phrase of what was expected.
 BROKEN = {
-    "typo-in-key": ("    bind: 127.0.0.1\n    exposure: local", "    bind: 127.0.0.1\n    exposre: local",
-                    "ports[1].exposre", "did you mean 'exposure'"),
+    "typo-in-key": (
+        "    bind: 127.0.0.1\n    exposure: local",
+        "    bind: 127.0.0.1\n    exposre: local",
+        "ports[1].exposre",
+        "did you mean 'exposure'",
+    ),
     "unknown-top-level": ("schema_version: 1\n", "schema_version: 1\nservicez: []\n", "servicez", "unknown key"),
     "bad-port-number": ("  - port: 4020\n", "  - port: 70000\n", "ports[1].port", "less than or equal to 65535"),
-    "bad-bind": ("    bind: 127.0.0.1\n    exposure: local", "    bind: localhost\n    exposure: local",
-                 "ports[1].bind", "must be an IP address"),
-    "port-of-unknown-service": ("    service: optillm-proxy\n    bind: 127.0.0.1", "    service: optilm-proxy\n    bind: 127.0.0.1",
-                                "ports[1].service", "did you mean 'optillm-proxy'"),
-    "service-on-unknown-host": ("    kind: litellm\n    host: mini", "    kind: litellm\n    host: mac-mini",
-                                "services[0].host", "no host named 'mac-mini'"),
+    "bad-bind": (
+        "    bind: 127.0.0.1\n    exposure: local",
+        "    bind: localhost\n    exposure: local",
+        "ports[1].bind",
+        "must be an IP address",
+    ),
+    "port-of-unknown-service": (
+        "    service: optillm-proxy\n    bind: 127.0.0.1",
+        "    service: optilm-proxy\n    bind: 127.0.0.1",
+        "ports[1].service",
+        "did you mean 'optillm-proxy'",
+    ),
+    "service-on-unknown-host": (
+        "    kind: litellm\n    host: mini",
+        "    kind: litellm\n    host: mac-mini",
+        "services[0].host",
+        "no host named 'mac-mini'",
+    ),
     "port-bound-twice": ("  - port: 4020\n", "  - port: 4000\n", "ports[1].port", "already declared"),
-    "dependency-to-nowhere": ("  - source: optillm-proxy\n    target: litellm-orch", "  - source: optillm-proxy\n    target: lite-llm",
-                              "dependencies[0].target", "no service named 'lite-llm'"),
-    "local-exposure-on-lan-bind": ("    bind: 127.0.0.1\n    exposure: local", "    bind: 0.0.0.0\n    exposure: local",
-                                   "ports[1].bind", "needs a loopback bind"),
+    "dependency-to-nowhere": (
+        "  - source: optillm-proxy\n    target: litellm-orch",
+        "  - source: optillm-proxy\n    target: lite-llm",
+        "dependencies[0].target",
+        "no service named 'lite-llm'",
+    ),
+    "local-exposure-on-lan-bind": (
+        "    bind: 127.0.0.1\n    exposure: local",
+        "    bind: 0.0.0.0\n    exposure: local",
+        "ports[1].bind",
+        "needs a loopback bind",
+    ),
     "missing-required-field": ("    kind: litellm\n", "", "services[0].kind", "required field is missing"),
     "wrong-os": ("    os: macos\n", "    os: darwin\n", "hosts[1].os", "'linux' or 'macos'"),
-    "unknown-owner": ("    owner: optillm-proxy\n    upstream_service", "    owner: optillm-team\n    upstream_service",
-                      "services[1].owner", "no owner named 'optillm-team'"),
-    "unknown-contract-check": ("    check: transformers_pin\n", "    check: transformers_pinned\n",
-                               "contracts[6].check", "Input should be"),
-    "duplicate-yaml-key": ("    tier: gateway\n    role: Primary", "    tier: gateway\n    tier: gateway\n    role: Primary",
-                           "", "duplicate key 'tier'"),
-    "health-check-on-undeclared-port": ("    port: 4000\n    path: /health/readiness", "    port: 4001\n    path: /health/readiness",
-                                        "health_checks[1].port", "declares no port 4001"),
-    "unit-manager-mismatch": ("      manager: systemd\n      name: litellm-orch.service",
-                              "      manager: launchd\n      name: litellm-orch.service",
-                              "services[0].unit.manager", "uses systemd, not launchd"),
+    "unknown-owner": (
+        "    owner: optillm-proxy\n    upstream_service",
+        "    owner: optillm-team\n    upstream_service",
+        "services[1].owner",
+        "no owner named 'optillm-team'",
+    ),
+    "unknown-contract-check": (
+        "    check: transformers_pin\n",
+        "    check: transformers_pinned\n",
+        "contracts[6].check",
+        "Input should be",
+    ),
+    "duplicate-yaml-key": (
+        "    tier: gateway\n    role: Primary",
+        "    tier: gateway\n    tier: gateway\n    role: Primary",
+        "",
+        "duplicate key 'tier'",
+    ),
+    "health-check-on-undeclared-port": (
+        "    port: 4000\n    path: /health/readiness",
+        "    port: 4001\n    path: /health/readiness",
+        "health_checks[1].port",
+        "declares no port 4001",
+    ),
+    "unit-manager-mismatch": (
+        "      manager: systemd\n      name: litellm-orch.service",
+        "      manager: launchd\n      name: litellm-orch.service",
+        "services[0].unit.manager",
+        "uses systemd, not launchd",
+    ),
     "invalid-yaml": ("layer:\n  name: gateway", "layer:\n  name: [gateway", "", "invalid YAML"),
     "not-a-mapping": (None, "- just\n- a list\n", "", "must be a YAML mapping"),
 }
@@ -134,11 +190,18 @@ def test_broken_inventory_names_file_line_and_field(name, tmp_path, gateway_yaml
         assert issue.field == field
     # The line named really is where the problem is: for an edited line, the edit.
     if old is not None and new:
-        edited_lines = {number for number, line in enumerate(path.read_text().splitlines(), 1)
-                        if line.strip() and line not in gateway_yaml_text.splitlines()}
+        edited_lines = {
+            number
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if line.strip() and line not in gateway_yaml_text.splitlines()
+        }
         if edited_lines and name not in {"missing-required-field"}:
             # PyYAML marks an unclosed bracket where it notices it: the line after.
-            near = {line + delta for line in edited_lines for delta in (-1, 0, 1)} if name == "invalid-yaml" else edited_lines
+            near = (
+                {line + delta for line in edited_lines for delta in (-1, 0, 1)}
+                if name == "invalid-yaml"
+                else edited_lines
+            )
             assert issue.mark.line in near | {min(edited_lines) - 1}, (issue, edited_lines)
 
 
@@ -155,7 +218,8 @@ def test_error_in_extending_file_names_that_file(tmp_path, gateway_yaml_text):
 
 def test_all_problems_are_reported_at_once(tmp_path, gateway_yaml_text):
     text = gateway_yaml_text.replace("  - port: 4020\n", "  - port: 4000\n").replace(
-        "    kind: litellm\n    host: mini", "    kind: litellm\n    host: nowhere")
+        "    kind: litellm\n    host: mini", "    kind: litellm\n    host: nowhere"
+    )
     path = tmp_path / "two.yaml"
     path.write_text(text)
     with pytest.raises(InventoryError) as caught:

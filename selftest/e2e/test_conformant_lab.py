@@ -1,0 +1,22 @@
+"""The conformant lab passes; the harness reports nothing and changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+
+def test_conformant_lab_passes_with_no_errors_and_no_bulletin_entry(run_suites):
+    run = run_suites("-W", "error")
+    assert run.exit_code == 0, run.output
+    assert not run.failed() and not run.errors(), run.output
+    assert "warning" not in run.output.lower().split("conformance:")[-1], run.output
+    assert "conformance:" in run.output and " 0 failed, 0 broken" in run.output
+    assert run.entries() == []
+    audit = (run.reports / "audit.jsonl").read_text().splitlines()
+    connects = [line for line in audit if '"kind": "connect"' in line]
+    execs = [line for line in audit if '"kind": "exec"' in line]
+    # One SSH connection and at most two remote executions per host.
+    assert len(connects) == 2, connects
+    assert len(execs) <= 4, execs

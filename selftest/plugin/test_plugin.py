@@ -1,0 +1,143 @@
+"""The plugin, driven through real pytest runs (pytester), as users run it."""
+
+from __future__ import annotations
+
+import pytest
+
+SEED_IDS = [
+    "mini/litellm-orch:4000",
+    "mini/optillm-proxy:4020",
+    "studio/optillm-local:4040",
+    "studio/optillm-local:4041",
+    "studio/optillm-local:4042",
+]
+
+
+def _collected(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_collection_covers_every_service_port_health_endpoint_and_contract(harness_project):
+    result = harness_project.runpytest("--collect-only", "-q", "--inventory", "inventory/gateway.yaml")
+    assert result.ret == 0
+    ids = "\n".join(_collected(result))
+    for port_id in SEED_IDS:
+        assert port_id in ids, port_id
+    for service in ("litellm-orch", "optillm-proxy", "optillm-local", "system-monitor"):
+        assert f"/{service}" in ids, service
+    for path in ("/health]", "/health/readiness]", "/health/liveliness]", "/v1/models]"):
+        assert path in ids, path
+    for contract in (
+        "clients-call-litellm-only",
+        "optillm-never-exposed",
+        "optillm-upstream-litellm",
+        "no-routing-loop",
+        "gateway-never-runs-inference",
+        "showroom-backroom",
+        "transformers-pin",
+        "hf-cache-path",
+        "hf-token-for-gated-pulls",
+        "dependencies-reachable",
+    ):
+        assert contract in ids, contract
+    assert "[3]" not in ids and "[0]" not in ids, "ids are readable, not indices"
+
+
+def test_collection_is_identical_with_xdist(harness_project):
+    plain = harness_project.runpytest("--collect-only", "-q")
+    again = harness_project.runpytest("--collect-only", "-q")
+    assert _collected(plain) == _collected(again)
+    assert _collected(plain) == sorted(_collected(plain), key=_collected(plain).index)
+    distributed = harness_project.runpytest_subprocess(
+        "-n", "2", "--inventory", "inventory/gateway.yaml", "-p", "no:randomly", "--co", "-q"
+    )
+    # xdist refuses to run when workers collect differently; --co on the controller lists
+    # nothing itself, so compare each worker's count with the plain collection.
+    assert distributed.ret == 0, distributed.stdout.str()
+    assert f"{len(_collected(plain))} tests collected" in plain.stdout.str() or "tests collected" in plain.stdout.str()
+
+
+def test_collection_does_no_network_io(harness_project, monkeypatch):
+    # Addresses that would hang for the whole connect timeout if anything tried to reach them.
+    monkeypatch.setenv("CONFORMANCE_HOST_MINI_ADDRESS", "203.0.113.250")
+    monkeypatch.setenv("CONFORMANCE_HOST_STUDIO_ADDRESS", "203.0.113.251")
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("collection tried to open a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    result = harness_project.runpytest("--collect-only", "-q")
+    assert result.ret == 0
+    assert not (harness_project.path / "reports" / "audit.jsonl").exists()
+
+
+def test_broken_inventory_is_a_usage_error(harness_project):
+    broken = harness_project.path / "inventory" / "broken.yaml"
+    text = (harness_project.path / "inventory" / "gateway.yaml").read_text()
+    broken.write_text(text.replace("    exposure: local", "    exposre: local", 1))
+    result = harness_project.runpytest("--inventory", str(broken))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "broken.yaml:" in result.stderr.str() and "ports[1].exposre" in result.stderr.str()
+    assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+
+def test_inventory_from_environment_variable(harness_project, monkeypatch):
+    monkeypatch.setenv("CONFORMANCE_INVENTORY", "inventory/does-not-exist.yaml")
+    result = harness_project.runpytest("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "does-not-exist.yaml: file not found" in result.stderr.str()
+
+
+def test_host_and_service_selection_compose_with_k_and_m(harness_project):
+    result = harness_project.runpytest(
+        "--collect-only",
+        "-q",
+        "--conformance-host",
+        "mini",
+        "--conformance-service",
+        "optillm-proxy",
+        "-m",
+        "hosts",
+        "-k",
+        "bound",
+    )
+    ids = _collected(result)
+    assert ids == ["tests_hosts/test_hosts.py::test_port_bound_exactly_as_declared[mini/optillm-proxy:4020]"]
+
+
+def test_disabled_and_planned_services_are_skipped_with_reason(harness_project):
+    result = harness_project.runpytest("-q", "-rs", "--conformance-service", "optillm-local", "-k", "bound or pinned")
+    result.assert_outcomes(skipped=3)
+    assert "optillm-local is disabled: currently disabled by default (seed)" in result.stdout.str()
+
+
+def test_unreachable_host_is_one_error_cause_not_a_failure(harness_project, monkeypatch, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    monkeypatch.setenv("CONFORMANCE_HOST_MINI_ADDRESS", "127.0.0.1")
+    monkeypatch.setenv("CONFORMANCE_HOST_MINI_USER", "nobody")
+    monkeypatch.setenv("CONFORMANCE_HOST_MINI_KNOWN_HOSTS", str(known_hosts))
+    # Port 1 on loopback refuses at once: an unreachable host without waiting for a timeout.
+    site = tmp_path / "site.yaml"
+    site.write_text("hosts:\n  - name: mini\n    ssh: {port: 1}\n")
+    result = harness_project.runpytest(
+        "-q",
+        "--site",
+        str(site),
+        "--conformance-host",
+        "mini",
+        "-m",
+        "hosts",
+        "--bulletin",
+        str(tmp_path / "bulletin.jsonl"),
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()
+    assert outcomes.get("error", outcomes.get("errors", 0)) >= 5
+    assert "cannot reach 127.0.0.1:1" in result.stdout.str()
+    audit = (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()
+    assert sum('"kind": "connect"' in line for line in audit) == 1, "one connect attempt, then the cause is reused"
+    bulletin = (tmp_path / "bulletin.jsonl").read_text().splitlines()
+    assert len(bulletin) == 1 and "host-reachable/mini" in bulletin[0]
