@@ -49,6 +49,18 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def _connect_address(url_host: str, host: Host) -> str | None:
+    """The address a connect to ``url_host`` on ``host`` itself goes to, when knowable."""
+    name = url_host.strip("[]").lower()
+    if name in LOCAL_NAMES:
+        return "127.0.0.1"  # resolvers try 127.0.0.1 first for "localhost"
+    if _is_ip(name):
+        return None if ipaddress.ip_address(name).is_unspecified else name
+    if host.hostname and name.split(".")[0] == host.hostname.split(".")[0] and host.address and _is_ip(host.address):
+        return host.address
+    return None
+
+
 @dataclass(frozen=True)
 class UpstreamVerdict:
     url: str
@@ -149,17 +161,18 @@ def optillm_upstream_is_litellm(
             *(f"{verdict.source}: {verdict.url or '(empty)'}: {verdict.problem}" for verdict in wrong),
             **evidence,
         )
-    # The URL must also reach LiteLLM as it is bound: 127.0.0.1 does not reach a LAN-only bind.
+    # Each URL must also reach LiteLLM as it is bound: ::1 does not reach an IPv4-only
+    # 0.0.0.0 listener, and 127.0.0.1 does not reach a bind to the LAN address only.
     if same_host and facts.listeners is not None:
-        target = urlsplit(verdicts[0].url).hostname or ""
-        address = "127.0.0.1" if target in LOCAL_NAMES else target
         listeners = [item for item in facts.listeners if item.port == litellm_port.port]
-        checkable = bool(listeners) and _is_ip(address) and not ipaddress.ip_address(address).is_unspecified
-        if checkable and not any(item.reachable_at(address) for item in listeners):
-            return violated(
-                f"{service.name} calls {verdicts[0].url}, but {litellm.name} does not listen there",
-                **{"listeners": _describe(listeners), **evidence},
-            )
+        for verdict in verdicts:
+            address = _connect_address(urlsplit(verdict.url).hostname or "", litellm_host)
+            if listeners and address and not any(item.reachable_at(address) for item in listeners):
+                return violated(
+                    f"{service.name} calls {verdict.url}, but {litellm.name} does not listen there",
+                    f"{verdict.source}: {address} is not reachable on {litellm.name}'s listeners",
+                    **{"listeners": _describe(listeners), **evidence},
+                )
     return passed(
         f"{service.name} forwards only to {litellm.name} ({', '.join(sorted({v.url for v in verdicts}))})", **evidence
     )

@@ -23,6 +23,7 @@ from conformance.facts.parsers import (
     parse_launchctl_print,
     parse_lsof,
     parse_netstat_macos,
+    parse_plist,
     parse_ss,
     parse_systemctl_show_many,
 )
@@ -195,7 +196,11 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     listener_cmds = _listener_commands(host)
     unit_cmds = _unit_commands(host, plan)
     round_one += listener_cmds + unit_cmds
-    round_one += [["cat", path] for path in plan.unit_files]
+    # A plist may be binary; plutil prints it as XML without touching the file.
+    round_one += [
+        ["cat", path] if host.service_manager == "systemd" else ["plutil", "-convert", "xml1", "-o", "-", path]
+        for path in plan.unit_files
+    ]
     users = sorted(set(plan.users) | {"root"})
     round_one.append(["python3", "-c", scripts.USER_HOMES.text, *users])
     if plan.venvs:
@@ -219,6 +224,8 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     unit_file_results = [next(results) for _ in plan.unit_files]
     for path, result in zip(plan.unit_files, unit_file_results, strict=True):
         facts.files[f"unit:{path}"] = _file_fact(path, path, result, secret=False)
+    if host.service_manager == "launchd":
+        _read_plists(facts, plan)
     accounts = _json(next(results), facts, "accounts") or {}
     facts.user_homes = {user: (entry or {}).get("home") for user, entry in accounts.items()}
     facts.user_ids = {user: int(entry["uid"]) for user, entry in accounts.items() if entry}
@@ -435,6 +442,22 @@ def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[Comm
             job.working_directory,
             {"domain": domain or "system"},
         )
+
+
+def _read_plists(facts: HostFacts, plan: HostPlan) -> None:
+    """launchd has no 'enabled' state of its own: a job starts at boot if RunAtLoad/KeepAlive."""
+    for (name, _domain), path in zip(plan.units, plan.unit_files, strict=True):
+        fact = facts.files.get(f"unit:{path}")
+        unit = facts.units.get(name)
+        if unit is None or fact is None or fact.content is None:
+            continue
+        try:
+            plist = parse_plist(fact.content.encode(), path)
+        except ParseError as exc:
+            facts.problems.append(str(exc))
+            continue
+        starts = plist.run_at_load or bool(plist.keep_alive)
+        facts.units[name] = replace(unit, enabled=starts, unit_file_state="RunAtLoad" if starts else "on demand only")
 
 
 def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:

@@ -62,6 +62,11 @@ def _launchctl(args: Sequence[str]) -> bool:
     return len(args) == 2 and args[0] == "print" and bool(_LAUNCHD_TARGET.match(args[1]))
 
 
+def _plutil(args: Sequence[str]) -> bool:
+    # Converts to XML on stdout ("-o -"); never in place.
+    return len(args) == 5 and list(args[:4]) == ["-convert", "xml1", "-o", "-"] and _is_path(args[4])
+
+
 def _getent(args: Sequence[str]) -> bool:
     return len(args) >= 2 and args[0] == "passwd" and all(re.match(r"^[a-z_][a-z0-9_.-]*$", user) for user in args[1:])
 
@@ -86,6 +91,7 @@ RULES: dict[str, Callable[[Sequence[str]], bool]] = {
     "id": _exact((), ("-u",)),
     "sw_vers": _exact((), ("-productVersion",)),
     "getent": _getent,
+    "plutil": _plutil,
     "ps": _exact(
         ("-axo", "pid=,ppid=,uid=,comm="),
     ),

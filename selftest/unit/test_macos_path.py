@@ -1,0 +1,194 @@
+"""The macOS Studio path, proven on recorded real-format outputs (lsof, netstat -anv,
+launchctl print, plists) replayed through the same gathering and checks as Linux.
+
+The replaying connection is only a seam: the same gathering runs for real over SSH
+against the Linux lab in selftest/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from conformance.checks import contracts, hosts
+from conformance.facts.environment import hf_cache_of, instance_environment
+from conformance.facts.gather import gather
+from conformance.inventory.loader import load_inventory
+from conformance.results import Outcome
+from conformance.transport import scripts
+from conformance.transport.allowlist import check_command
+from conformance.transport.connection import CommandResult
+from selftest.conftest import INVENTORY_DIR
+
+RECORDED = Path(__file__).resolve().parent.parent / "recorded"
+LABEL = "com.example.optillm.local-high"
+PLIST = f"/Users/tester/Library/LaunchAgents/{LABEL}.plist"
+
+SITE = f"""
+hosts:
+  - name: studio
+    address: 192.168.1.30
+    hostname: studio
+    ssh: {{user: monitor, known_hosts: /dev/null}}
+services:
+  - name: optillm-local
+    state: enabled
+    user: tester
+    repo_root: /Users/tester/gateway
+ports:
+  - host: studio
+    port: 4040
+    model: mlx-community/Qwen2.5-0.5B-Instruct-4bit
+    unit: {{manager: launchd, name: {LABEL}, path: {PLIST}, domain: gui/501}}
+"""
+
+
+class ReplayConnection:
+    """Answers allow-listed commands from recorded outputs."""
+
+    def __init__(self, record, answers: dict[str, tuple[int, str, str]]) -> None:
+        self.record = record
+        self.answers = answers
+        self.commands_run = 0
+        self.seen: list[str] = []
+
+    def run_batch(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
+        self.commands_run += 1
+        results = []
+        for argv in commands:
+            check_command(argv)
+            key = " ".join(argv[:3]) if argv[0] != "python3" else scripts.by_text(argv[2]).name
+            self.seen.append(key)
+            code, out, err = self.answers.get(key, (1, "", f"no recording for {key}"))
+            results.append(CommandResult(tuple(argv), code, out, err))
+        return results
+
+
+@pytest.fixture
+def studio(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE)
+    inventory = load_inventory(INVENTORY_DIR / "gateway.yaml", site=site, environ={})
+    read = lambda name: (RECORDED / name).read_text()  # noqa: E731
+    answers = {
+        "hostname": (0, "studio.local\n", ""),
+        "uname -s": (0, "Darwin\n", ""),
+        "ps -axo pid=,ppid=,uid=,comm=": (
+            0,
+            "  1     0     0 /sbin/launchd\n5150     1   501 /Users/tester/venvs/optillm-local/bin/python3.11\n",
+            "",
+        ),
+        "lsof -nP -iTCP": (0, read("macos-lsof-studio.txt"), ""),
+        "netstat -anv -p": (0, read("macos-netstat-anv-sonoma.txt"), ""),
+        f"launchctl print gui/501/{LABEL}": (0, read("macos-launchctl-print-gui.txt"), ""),
+        "plutil -convert xml1": (0, read("plist-optillm-local-high.plist"), ""),
+        "cat /Users/tester/gateway/layer-gateway/optillm-local/requirements.txt": (
+            0,
+            "optillm==0.3.20\ntransformers<5\n",
+            "",
+        ),
+        "user-homes": (
+            0,
+            json.dumps({"tester": {"home": "/Users/tester", "uid": 501}, "root": {"home": "/var/root", "uid": 0}}),
+            "",
+        ),
+        "package-versions": (
+            0,
+            json.dumps(
+                {
+                    "/Users/tester/gateway/layer-gateway/optillm-local/.venv": {
+                        "site_packages": [
+                            "/Users/tester/gateway/layer-gateway/optillm-local/.venv/lib/python3.11/site-packages"
+                        ],
+                        "packages": {"transformers": "4.57.6", "optillm": "0.3.20"},
+                    }
+                }
+            ),
+            "",
+        ),
+        "hf-cache-listing": (
+            0,
+            json.dumps(
+                {
+                    "/Users/thestudio/models/hf/hub": {
+                        "exists": True,
+                        "models": {"mlx-community/Qwen2.5-0.5B-Instruct-4bit": True},
+                    },
+                    "/Users/tester/.cache/huggingface/hub": {"exists": True, "models": {}},
+                }
+            ),
+            "",
+        ),
+    }
+    connection = ReplayConnection(inventory.host("studio"), answers)
+    facts = gather(connection, inventory)
+    return inventory, facts, connection
+
+
+def test_gathering_is_two_round_trips_of_allowed_commands(studio):
+    _, facts, connection = studio
+    assert connection.commands_run == 2
+    assert facts.os_name == "Darwin" and facts.listeners is not None
+    assert "launchctl print gui/501/com.example.optillm.local-high" in connection.seen
+
+
+def test_launchd_unit_is_read_with_exact_label(studio):
+    inventory, facts, _ = studio
+    unit = inventory.ports[2].unit
+    result = hosts.unit_installed_enabled_active(unit, facts)
+    assert result.outcome is Outcome.PASSED, result.render()
+    # The recorded job runs from the tester's LaunchAgents; RunAtLoad makes it start at login.
+    assert facts.units[LABEL].active and facts.units[LABEL].main_pid == 5150
+    assert facts.units[LABEL].enabled is True
+
+
+def test_launchd_job_not_loaded_is_a_violation(studio):
+    inventory, _, connection = studio
+    connection.answers[f"launchctl print gui/501/{LABEL}"] = (
+        113,
+        "",
+        (RECORDED / "macos-launchctl-print-not-found.txt").read_text(),
+    )
+    facts = gather(connection, inventory)
+    result = hosts.unit_installed_enabled_active(inventory.ports[2].unit, facts)
+    assert result.outcome is Outcome.VIOLATED and "is not loaded" in result.render()
+
+
+def test_macos_listeners_drift_is_found(studio):
+    inventory, facts, _ = studio
+    high = next(port for port in inventory.ports if port.port == 4040)
+    bound = hosts.port_bound_as_declared(high, facts)
+    assert bound.outcome is Outcome.VIOLATED and "declared 0.0.0.0 only" in bound.summary
+    reserved = hosts.reserved_port_free(next(port for port in inventory.ports if port.port == 4042), facts)
+    assert reserved.outcome is Outcome.VIOLATED and "taken by node[999] on [::1]" in reserved.summary
+    strays = hosts.unexpected_listeners(inventory.host("studio"), inventory, facts)
+    assert strays.outcome is Outcome.VIOLATED
+    assert "49152" in strays.summary and "7000" in strays.summary and ":22 " not in strays.summary
+
+
+def test_macos_dual_stack_comes_from_netstat_tcp46(studio):
+    _, facts, _ = studio
+    by_port = {(item.port, item.family): item for item in facts.listeners}
+    assert by_port[(4041, "ipv4")].address == "127.0.0.1"  # lsof says 127.0.0.1 for the high/balanced pair
+
+
+def test_hf_cache_from_launchd_environment(studio):
+    inventory, facts, _ = studio
+    service = inventory.service("optillm-local")
+    port = next(port for port in inventory.ports if port.port == 4040)
+    env = instance_environment(facts, service, port)
+    assert env["HF_HOME"] == "/Users/tester/.cache/huggingface"
+    cache = hf_cache_of(env, facts, service)
+    result = contracts.hf_cache_path(service, port, cache, facts)
+    assert result.outcome is Outcome.VIOLATED
+    assert "uses HF cache /Users/tester/.cache/huggingface/hub, not /Users/thestudio/models/hf/hub" in result.summary
+
+
+def test_listener_belongs_to_launchd_job(studio):
+    inventory, facts, _ = studio
+    port = next(port for port in inventory.ports if port.port == 4040)
+    result = hosts.listener_belongs_to_unit(port, port.unit, facts)
+    assert result.outcome is Outcome.PASSED, result.render()
