@@ -17,6 +17,7 @@ from .runtime import (
     find_nspawn,
     host_problems,
     host_running,
+    lab_lock,
     link_exists,
     listeners,
     load_state,
@@ -38,6 +39,7 @@ from .runtime import (
 from .secrets import load_or_create_secrets, monitor_key_paths
 from .util import LabError, log, run, write_file
 
+# Default state dir at import time (CONFORMANCE_LAB_STATE is read again by state_dir()).
 STATE_DIR = c.state_dir()
 KNOWN_HOSTS = "known_hosts"
 MONITOR_KEY = "monitor_ed25519"
@@ -105,7 +107,7 @@ def _info(st: LabState, seconds: float, cold: bool, changed: bool) -> LabInfo:
     )
 
 
-def lab_up() -> LabInfo:
+def _lab_up_unlocked() -> LabInfo:
     """Bring the lab up (building what is missing) and wait until every host is healthy."""
     require_supported()
     t0 = time.monotonic()
@@ -153,7 +155,7 @@ def _adopt_or_clear(st: LabState, host: str) -> None:
         unmount_root(host)
 
 
-def stop_host(name: str) -> None:
+def _stop_host_unlocked(name: str) -> None:
     """Power one host off (clean shutdown), keeping its overlay so start_host resumes it."""
     require_supported()
     if name not in c.HOSTS:
@@ -170,7 +172,7 @@ def stop_host(name: str) -> None:
     save_state(st)
 
 
-def start_host(name: str) -> None:
+def _start_host_unlocked(name: str) -> None:
     """Power a stopped host on again and wait until it is healthy."""
     require_supported()
     if name not in c.HOSTS:
@@ -198,7 +200,7 @@ def _remove_veth(host: str) -> None:
         run(["ip", "link", "del", name], timeout=10, check=False)
 
 
-def lab_down() -> float:
+def _lab_down_unlocked() -> float:
     """Stop every host, remove mounts, veths and the bridge; no-op when already down."""
     require_supported()
     t0 = time.monotonic()
@@ -271,3 +273,42 @@ def host_root(host: str) -> Path:
     """The running host's root as seen from the machine (the overlay mount)."""
     return root_dir(host)
 
+
+def lab_up() -> LabInfo:
+    """Bring the lab up (building what is missing) and wait until every host is healthy.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    require_supported()
+    with lab_lock():
+        return _lab_up_unlocked()
+
+
+def stop_host(name: str) -> None:
+    """Power one host off (clean shutdown), keeping its overlay so start_host resumes it.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    require_supported()
+    with lab_lock():
+        return _stop_host_unlocked(name)
+
+
+def start_host(name: str) -> None:
+    """Power a stopped host on again and wait until it is healthy.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    require_supported()
+    with lab_lock():
+        return _start_host_unlocked(name)
+
+
+def lab_down() -> float:
+    """Stop every host, remove mounts, veths and the bridge; no-op when already down.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    require_supported()
+    with lab_lock():
+        return _lab_down_unlocked()

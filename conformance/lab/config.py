@@ -47,7 +47,8 @@ MACHINE_TOOLS: dict[str, str] = {
     "systemd-nspawn": "systemd-container",
     "debootstrap": "debootstrap",
     "ssh-keygen": "openssh-client",
-    "ssh-keyscan": "openssh-client",
+    "ssh": "openssh-client",
+    "ip": "iproute2",
 }
 
 # --- mini ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .runtime import (
     exec_in,
     http_get,
     journal_tail,
+    lab_lock,
     listeners,
     load_state,
     root_dir,
@@ -400,7 +401,7 @@ def applied() -> list[str]:
     return [str(d["name"]) for d in load_state().drifts]
 
 
-def drift_apply(name: str) -> bool:
+def _drift_apply_unlocked(name: str) -> bool:
     """Apply one drift and wait until it is in effect; False if it was already applied."""
     if name not in DRIFTS:
         raise LabError(f"unknown drift {name!r}; known: {', '.join(DRIFTS)}")
@@ -415,7 +416,7 @@ def drift_apply(name: str) -> bool:
     return True
 
 
-def drift_reset() -> list[str]:
+def _drift_reset_unlocked() -> list[str]:
     """Revert every applied drift, newest first, then wait until the lab is healthy."""
     st = load_state()
     if not st.drifts:
@@ -431,3 +432,48 @@ def drift_reset() -> list[str]:
         done.append(name)
     wait_healthy(list(c.HOSTS))
     return done
+
+
+def config_diffs() -> list[str]:
+    """Config files of the running hosts that differ from golden (content, mode, owner)."""
+    from . import files as f
+    from .secrets import load_or_create_monitor_key, load_or_create_secrets
+
+    s, pub = load_or_create_secrets(), load_or_create_monitor_key()
+    diffs: list[str] = []
+    st = load_state()
+    for host in c.HOSTS:
+        r = st.hosts.get(host)
+        if r is None or r.powered_off:
+            diffs.append(f"{host}: not running")
+            continue
+        for spec in f.host_files(host, s, pub):
+            g, lv = golden_dir(host) / spec.path.lstrip("/"), live(host, spec.path)
+            try:
+                gs, ls = g.stat(), lv.stat()
+            except OSError as exc:
+                diffs.append(f"{host}:{spec.path}: {exc}")
+                continue
+            if g.read_bytes() != lv.read_bytes() or (gs.st_mode, gs.st_uid, gs.st_gid) != (
+                ls.st_mode, ls.st_uid, ls.st_gid
+            ):
+                diffs.append(f"{host}:{spec.path}")
+    return diffs
+
+
+def drift_apply(name: str) -> bool:
+    """Apply one drift and wait until it is in effect; False if it was already applied.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    with lab_lock():
+        return _drift_apply_unlocked(name)
+
+
+def drift_reset() -> list[str]:
+    """Revert every applied drift, newest first, then wait until the lab is healthy.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    with lab_lock():
+        return _drift_reset_unlocked()

@@ -18,7 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -503,3 +503,48 @@ def wait_healthy(hosts: Sequence[str], timeout: float = HEALTH_TIMEOUT) -> None:
                 msg += f"\n--- journalctl -u {p.unit} (last lines) on {p.host} ---\n"
                 msg += journal_tail(p.host, p.unit)
             raise LabError(msg)
+
+
+# --- one lab operation at a time -----------------------------------------------------------
+
+_LOCK_DEPTH = 0
+_LOCK_FD = -1
+
+
+@contextlib.contextmanager
+def lab_lock(timeout: float = 900.0) -> Iterator[None]:
+    """Serialise lab operations across processes (e.g. pytest-xdist workers calling up).
+
+    Re-entrant within a process: a drift that powers a host off calls stop_host while
+    already holding the lock.
+    """
+    import fcntl
+
+    global _LOCK_DEPTH, _LOCK_FD
+    if _LOCK_DEPTH:
+        _LOCK_DEPTH += 1
+        try:
+            yield
+        finally:
+            _LOCK_DEPTH -= 1
+        return
+    path = c.cache_dir() / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not wait_until(deadline, 0.2):
+                os.close(fd)
+                raise LabError(f"another lab operation holds {path} for {timeout:.0f}s") from None
+    _LOCK_FD, _LOCK_DEPTH = fd, 1
+    try:
+        yield
+    finally:
+        _LOCK_DEPTH = 0
+        _LOCK_FD = -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

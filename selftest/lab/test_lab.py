@@ -138,6 +138,7 @@ def _env_file(host: str, path: str) -> str:
                                   "unit-disabled", "balanced-stopped"])
 def test_drift_apply_is_observable_and_reset_restores(lab, clean_drifts, name):
     from conformance.lab import drift_apply, drift_reset, lab_exec, lab_is_healthy
+    from conformance.lab.drifts import config_diffs
 
     req = "/Users/thestudio/gateway/layer-gateway/optillm-local/requirements.txt"
 
@@ -161,6 +162,7 @@ def test_drift_apply_is_observable_and_reset_restores(lab, clean_drifts, name):
     assert observed(), f"{name} applied but not observable"
     drift_reset()
     assert not observed(), f"{name} still observable after reset"
+    assert config_diffs() == []
     assert lab_is_healthy()
     print(f"{name}: apply+reset {time.monotonic() - t0:.1f} s")
 
