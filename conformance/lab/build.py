@@ -204,6 +204,8 @@ def _create_accounts(root: Path, host: str, logf: Path) -> None:
         if acc.system:
             argv.append("--system")
         chroot(root, [*argv, acc.name], log_file=logf)
+        for group in acc.groups:
+            chroot(root, ["usermod", "-a", "-G", group, acc.name], log_file=logf)
         # "*" instead of the default "!": no password, but not "locked", which sshd
         # would otherwise hold against key logins too.
         chroot(root, ["usermod", "-p", "*", acc.name], log_file=logf)
@@ -213,10 +215,18 @@ def _create_accounts(root: Path, host: str, logf: Path) -> None:
         os_chown(home, acc.uid)
 
 
-def os_chown(path: Path, uid: int) -> None:
+def os_chown(path: Path, uid: int, gid: int | None = None) -> None:
     import os
 
-    os.chown(path, uid, uid)
+    os.chown(path, uid, uid if gid is None else gid)
+
+
+def _gid_of(root: Path, group: str) -> int:
+    for line in (root / "etc" / "group").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == group:
+            return int(fields[2])
+    raise LabError(f"group {group!r} does not exist in {root}")
 
 
 def _apply_dirs(root: Path, host: str) -> None:
@@ -224,7 +234,7 @@ def _apply_dirs(root: Path, host: str) -> None:
         p = root / d.path.lstrip("/")
         p.mkdir(parents=True, exist_ok=True)
         p.chmod(d.mode)
-        os_chown(p, f.uid_of(host, d.owner))
+        os_chown(p, f.uid_of(host, d.owner), _gid_of(root, d.group) if d.group else None)
 
 
 def _build_mini(root: Path, logf: Path) -> None:

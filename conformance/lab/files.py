@@ -21,6 +21,10 @@ class Account:
     shell: str
     system: bool
     home_mode: int
+    # Supplementary groups. On the Studio stand-in both accounts are in "staff", as every
+    # macOS user is: /Users/<name> is 0750 owner:staff there, which is what lets a
+    # read-only monitor account read the venv, requirements and HF cache.
+    groups: tuple[str, ...] = ()
 
 
 ACCOUNTS: dict[str, tuple[Account, ...]] = {
@@ -30,8 +34,8 @@ ACCOUNTS: dict[str, tuple[Account, ...]] = {
         Account(c.MONITOR_USER, c.MONITOR_UID, "/home/monitor", "/bin/bash", False, 0o750),
     ),
     c.STUDIO: (
-        Account(c.STUDIO_USER, c.STUDIO_UID, c.STUDIO_HOME, "/bin/bash", False, 0o750),
-        Account(c.MONITOR_USER, c.MONITOR_UID, "/home/monitor", "/bin/bash", False, 0o750),
+        Account(c.STUDIO_USER, c.STUDIO_UID, c.STUDIO_HOME, "/bin/bash", False, 0o750, ("staff",)),
+        Account(c.MONITOR_USER, c.MONITOR_UID, "/home/monitor", "/bin/bash", False, 0o750, ("staff",)),
     ),
 }
 
@@ -58,6 +62,7 @@ class DirSpec:
     path: str
     mode: int
     owner: str = "root"
+    group: str | None = None  # default: the owner's own group
 
 
 # Directories are applied in order (parents first) before the files.
@@ -76,7 +81,7 @@ def host_dirs(host: str) -> list[DirSpec]:
         ]
     return [
         *common,
-        DirSpec(c.STUDIO_HOME, 0o750, c.STUDIO_USER),
+        DirSpec(c.STUDIO_HOME, 0o750, c.STUDIO_USER, "staff"),
         DirSpec(c.STUDIO_REPO, 0o755, c.STUDIO_USER),
         DirSpec(f"{c.STUDIO_REPO}/layer-gateway", 0o755, c.STUDIO_USER),
         DirSpec(c.OPTILLM_LOCAL_DIR, 0o755, c.STUDIO_USER),
