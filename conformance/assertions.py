@@ -12,6 +12,7 @@ import pytest
 
 from conformance.cases import Case
 from conformance.evaluate import Evaluator, run
+from conformance.report.allure_labels import annotate
 from conformance.results import Outcome, Result
 
 
@@ -31,6 +32,7 @@ def expect(case: Case, evaluator: Evaluator, *, needs_running: bool = False) -> 
     __tracebackhide__ = True
     result = run(case, evaluator, needs_running=needs_running)
     setattr(case, RESULT_ATTRIBUTE, result)
+    annotate(case, result)
     if result.outcome is Outcome.SKIPPED:
         pytest.skip(result.summary)
     if result.outcome is Outcome.VIOLATED:

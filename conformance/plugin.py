@@ -85,13 +85,33 @@ def reports_dir(config: pytest.Config) -> Path:
     return Path(value) if value else _project_dir(config) / "reports"
 
 
+def _runs_suites(config: pytest.Config) -> bool:
+    """Whether this run checks hosts (the suites), rather than the harness's own tests."""
+    args = [arg for arg in config.args if not arg.startswith("-")]
+    return not args or not all("selftest" in Path(arg).parts for arg in args)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # Before allure-pytest and junitxml configure themselves: reports go to reports/ by default.
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        # Workers re-parse the command line, so what the controller decided by default
+        # (grouping, report locations) comes to them through workerinput.
+        for name, value in workerinput.get("conformance_options", {}).items():
+            setattr(config.option, name, value)
+    elif _runs_suites(config):
+        reports = reports_dir(config)
+        if getattr(config.option, "allure_report_dir", None) is None and hasattr(config.option, "allure_report_dir"):
+            config.option.allure_report_dir = str(reports / "allure-results")
+            config.option.clean_alluredir = True
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = str(reports / "junit.xml")
     try:
         inventory = load_inventory(_inventory_path(config), config.getoption("--site"))
     except InventoryError as exc:
         # UsageError makes pytest exit with code 4 before collecting anything.
         raise pytest.UsageError(str(exc)) from None
-    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     run_id = workerinput["conformance_run_id"] if workerinput else new_run_id()
     config.stash[session_sink.RUN_ID_KEY] = run_id
     audit = AuditLog(reports_dir(config) / "audit.jsonl", run_id)
@@ -103,9 +123,16 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller hook: every worker shares the controller's run id."""
-    node.workerinput["conformance_run_id"] = node.config.stash[session_sink.RUN_ID_KEY]
+    config = node.config
+    node.workerinput["conformance_run_id"] = config.stash[session_sink.RUN_ID_KEY]
+    node.workerinput["conformance_options"] = {
+        "allure_report_dir": getattr(config.option, "allure_report_dir", None),
+        # Only the controller cleans the results folder, once, before any worker starts.
+        "clean_alluredir": False,
+    }
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -124,6 +151,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             check = marker.args[0] if marker else None
             cases = cases_for(runtime.inventory, name, check)
             metafunc.parametrize(name, cases, ids=[case.id for case in cases], indirect=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under the default distribution (-n without --dist), one worker per host."""
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    explicit = any(arg.startswith("--dist") or arg == "-d" for arg in config.invocation_params.args)
+    if runtime is None or explicit or config.option.dist != "load":
+        return None
+    from conformance.scheduling import HostScheduling, host_of_case_ids
+
+    return HostScheduling(config, log, host_of_case_ids(runtime.inventory, CASE_FIXTURES))
 
 
 def _bind(request: pytest.FixtureRequest) -> Case:
@@ -160,14 +199,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     selected, deselected = [], []
     for item in items:
         case = _case_of(item)
-        if case is not None:
-            # One worker per host: its connection and facts are then built once per run.
-            item.add_marker(pytest.mark.xdist_group(case.host))
-            if (hosts and case.host not in hosts) or (
-                services and (case.service is None or case.service.name not in services)
-            ):
-                deselected.append(item)
-                continue
+        if case is not None and (
+            (hosts and case.host not in hosts)
+            or (services and (case.service is None or case.service.name not in services))
+        ):
+            deselected.append(item)
+            continue
         selected.append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)

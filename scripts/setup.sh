@@ -28,4 +28,17 @@ if [ "$(id -u)" = 0 ] && [ "$(uname -s)" = Linux ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 fi
+# The Allure command line (npm's allure-commandline, a Java program) for `conformance report`.
+allure_version=2.46.1
+if [ ! -x .tools/node_modules/.bin/allure ] || ! grep -q "\"version\": \"$allure_version\"" .tools/node_modules/allure-commandline/package.json 2>/dev/null; then
+    if command -v npm >/dev/null; then
+        npm install --silent --no-audit --no-fund --prefix .tools "allure-commandline@$allure_version" >/dev/null
+    else
+        echo "note: npm not found; 'conformance report' needs it (apt-get install npm)" >&2
+    fi
+fi
+if ! command -v java >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+fi
+
 echo "setup done: $(.venv/bin/python --version), $(.venv/bin/pytest --version 2>&1)"

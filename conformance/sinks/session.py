@@ -16,11 +16,21 @@ import pytest
 
 from conformance.bulletin.store import BulletinUpdate, update_bulletin
 from conformance.inventory.model import Inventory
+from conformance.report.allure_labels import environment_properties
 from conformance.results import Outcome, Result
 
 RUN_ID_KEY = pytest.StashKey[str]()
 RESULT_PROPERTY = "conformance_result"
 BULLETIN_ENV = "CONFORMANCE_BULLETIN"
+
+
+def harness_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gateway-conformance")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def result_of(report: pytest.TestReport) -> Result | None:
@@ -62,6 +72,16 @@ class ControllerSink:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        allure_dir = getattr(self.config.option, "allure_report_dir", None)
+        if allure_dir and Path(allure_dir).is_dir():
+            (Path(allure_dir) / "environment.properties").write_text(
+                environment_properties(
+                    self.inventory.source_path,
+                    self.config.stash[RUN_ID_KEY],
+                    harness_version(),
+                    self.inventory.layer.name,
+                )
+            )
         if not self.results:
             return
         try:

@@ -1,0 +1,54 @@
+"""Distributing the suites over xdist workers one host at a time.
+
+Every test of a host runs on the same worker, so that host's SSH connection and facts are
+built once per run, and a run's time grows with hosts divided by workers, not with checks.
+xdist's own ``loadgroup`` relies on rewriting node ids, which current pytest no longer
+allows, so the plugin supplies the scheduler itself: LoadScopeScheduling with the scope of
+a test being its host, read from the test's case id (the controller knows the inventory).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdist.scheduler.loadscope import LoadScopeScheduling
+
+from conformance.cases import cases_for
+from conformance.inventory.model import Inventory
+
+CHECK_KINDS = (
+    "clients_call_litellm_only",
+    "optillm_local_only",
+    "optillm_upstream_is_litellm",
+    "no_routing_loop",
+    "gateway_never_runs_inference",
+    "showroom_models_present",
+    "transformers_pin",
+    "hf_cache_path",
+    "hf_token_present",
+    "dependencies_reachable",
+)
+
+
+def host_of_case_ids(inventory: Inventory, kinds: tuple[str, ...]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for kind in kinds:
+        checks: tuple[str | None, ...] = CHECK_KINDS if kind == "contract_case" else (None,)
+        for check in checks:
+            for case in cases_for(inventory, kind, check):
+                mapping[case.id] = case.host
+    return mapping
+
+
+class HostScheduling(LoadScopeScheduling):  # type: ignore[misc]
+    def __init__(self, config: Any, log: Any, hosts_by_case: dict[str, str]) -> None:
+        super().__init__(config, log)
+        self.hosts_by_case = hosts_by_case
+
+    def _split_scope(self, nodeid: str) -> str:
+        if nodeid.endswith("]") and "[" in nodeid:
+            case_id = nodeid[nodeid.index("[") + 1 : -1]
+            host = self.hosts_by_case.get(case_id)
+            if host is not None:
+                return f"host:{host}"
+        return nodeid  # not a host check: schedule it on its own
