@@ -174,7 +174,7 @@ def clients_call_litellm_only(case: Case) -> Result:
         if port.host == host.name and port.exposure == "local"
     ]
     facts = _facts(case)
-    declared = {port.port for port in inventory.ports if port.host == host.name and port.exposure == "lan"}
+    declared = {port.port for port in inventory.ports if port.host == host.name}
     allowed = {rule.port for rule in host.allowed_listeners}
     strays: list[tuple[str, ProbeResult]] = []
     for listener in facts.require_listeners():
@@ -335,7 +335,34 @@ def dependency(case: Case) -> Result:
                     fact.milliseconds,
                 )
             )
+    if any(not probe.answered for probe in probes):
+        blocker = _target_down(case, target)
+        if blocker is not None:
+            return blocker
     return contracts.dependency_reachable(source, target, probes)
+
+
+def _target_down(case: Case, target: Service) -> Result | None:
+    """An unreachable target whose host or service is down is that outage, not a new one."""
+    assert case.runtime is not None
+    try:
+        facts = case.runtime.facts(target.host)
+    except HostUnavailable as exc:
+        root = host_root_subject(case.inventory, exc.host)
+        return broken(
+            f"{target.name} cannot be reached because {exc.host} is down: {exc.cause}", blocked_by=root.fingerprint
+        )
+    for port in [None, *case.inventory.ports_of(target.name)]:
+        unit_ref = unit_of(target, port)
+        if unit_ref is None or (port is not None and port.state != "active"):
+            continue
+        unit = facts.units.get(unit_ref[1])
+        if unit is not None and not unit.active:
+            unit_record = port.unit if port is not None and port.unit else target.unit
+            assert unit_record is not None
+            root = unit_subject(case.inventory, target, port if port is not None and port.unit else None, unit_record)
+            return broken(f"{target.name} is down ({unit.name}: {unit.state_text})", blocked_by=root.fingerprint)
+    return None
 
 
 def _target_host_matches(inventory: Inventory, target: Service, source_host: str, target_text: str) -> bool:

@@ -93,7 +93,8 @@ def test_drift_fails_the_right_contract_then_reset_restores_it(drift, run_suites
     assert failing, f"{test_id} did not fail:\n{run.output}"
     for phrase in phrases:
         assert phrase in run.output, f"{phrase!r} missing:\n{run.output}"
-    opened = [entry for entry in run.entries() if entry["event"] == "opened"]
+    first_entries = run.entries()
+    opened = [entry for entry in first_entries if entry["event"] == "opened"]
     assert opened, run.output
     # One problem, one entry: each opened entry is a distinct root cause, no duplicates.
     assert len({entry["fingerprint"] for entry in opened}) == len(opened)
@@ -101,5 +102,5 @@ def test_drift_fails_the_right_contract_then_reset_restores_it(drift, run_suites
     # After the reset, a second run resolves every entry and opens nothing.
     again = run_suites(bulletin=bulletin)
     assert again.exit_code == 0, again.output
-    events = [entry["event"] for entry in again.entries()[len(run.entries()) :]]
+    events = [entry["event"] for entry in again.entries()[len(first_entries) :]]
     assert events == ["resolved"] * len(opened), events
