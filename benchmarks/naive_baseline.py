@@ -42,7 +42,7 @@ def run_naive(inventory: Inventory) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - a baseline only counts and times calls
             return exc
 
-    for name, host in hosts.items():
+    for host in hosts.values():
         call(lambda host=host: host.run("hostname").stdout)
         call(lambda host=host: host.system_info.type)
         call(lambda host=host: host.socket.get_listening_sockets())
