@@ -8,8 +8,8 @@ testinfra caches it), with no fact cache and no batching. Used by benchmarks/run
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,82 +29,67 @@ def _host(inventory: Inventory, name: str) -> Any:
     )
 
 
-def run_naive(inventory: Inventory) -> dict[str, Any]:
-    started = time.monotonic()
-    calls = 0
-    hosts = {host.name: _host(inventory, host.name) for host in inventory.hosts}
+def naive_checks(inventory: Inventory) -> list[tuple[str, str, Callable[[Any], Any]]]:
+    """(id, host, call) for every check, written the way a hand-made testinfra suite would."""
+    checks: list[tuple[str, str, Callable[[Any], Any]]] = []
 
-    def call(fn: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - a baseline only counts and times calls
-            return exc
+    def add(check_id: str, host: str, fn: Callable[[Any], Any]) -> None:
+        checks.append((check_id, host, fn))
 
-    for host in hosts.values():
-        call(lambda host=host: host.run("hostname").stdout)
-        call(lambda host=host: host.system_info.type)
-        call(lambda host=host: host.socket.get_listening_sockets())
+    for record in inventory.hosts:
+        add(f"{record.name}/hostname", record.name, lambda h: h.run("hostname").stdout)
+        add(f"{record.name}/os", record.name, lambda h: h.system_info.type)
+        add(f"{record.name}/listeners", record.name, lambda h: h.socket.get_listening_sockets())
     for service in inventory.services:
         if not service.is_live:
             continue
-        host = hosts[service.host]
-        units = [port.unit for port in inventory.ports_of(service.name) if port.unit] + (
-            [service.unit] if service.unit else []
-        )
+        units = [port.unit for port in inventory.ports_of(service.name) if port.unit]
+        units += [service.unit] if service.unit else []
         for unit in units:
-            call(lambda host=host, unit=unit: host.service(unit.name).is_enabled)
-            call(lambda host=host, unit=unit: host.service(unit.name).is_running)
-            call(lambda host=host, unit=unit: host.file(unit.path).exists)
-            call(lambda host=host, unit=unit: host.run(f"systemctl show -p MainPID -p User {unit.name}").stdout)
+            name, path = unit.name, unit.path
+            add(f"{service.name}/{name}/enabled", service.host, lambda h, n=name: h.service(n).is_enabled)
+            add(f"{service.name}/{name}/running", service.host, lambda h, n=name: h.service(n).is_running)
+            add(f"{service.name}/{name}/file", service.host, lambda h, p=path: h.file(p).exists)
+            add(f"{service.name}/{name}/user", service.host, lambda h, n=name: h.run(f"systemctl show -p MainPID -p User {n}").stdout)
         for file in service.files:
             path = file.path if file.path.startswith("/") else f"{service.repo_root}/{file.path}"
-            path = path.replace("~", "/var/lib/optillm") if path.startswith("~") else path
-            call(lambda host=host, path=path: host.run(f"sudo -n cat {path}").stdout)
+            path = "/var/lib/optillm" + path[1:] if path.startswith("~") else path
+            add(f"{service.name}/file:{path}", service.host, lambda h, p=path: h.run(f"sudo -n cat {p}").stdout)
         for port in inventory.ports_of(service.name):
             if port.state != "active":
                 continue
-            call(lambda host=host, port=port: host.socket(f"tcp://{port.bind}:{port.port}").is_listening)
-            call(lambda host=host, port=port: host.socket(f"tcp://0.0.0.0:{port.port}").is_listening)
-            call(lambda host=host, port=port: host.run("sudo -n ss -Htlnp").stdout)
+            spec = f"tcp://{port.bind}:{port.port}"
+            add(f"{service.name}/{port.port}/bound", service.host, lambda h, s=spec: h.socket(s).is_listening)
+            add(f"{service.name}/{port.port}/wildcard", service.host, lambda h, p=port.port: h.socket(f"tcp://0.0.0.0:{p}").is_listening)
+            add(f"{service.name}/{port.port}/owner", service.host, lambda h: h.run("sudo -n ss -Htlnp").stdout)
             if port.env_file:
-                call(
-                    lambda host=host, port=port, service=service: (
-                        host.run(f"sudo -n cat {service.repo_root}/{port.env_file}").stdout
-                    )
-                )
-        if service.venv:
+                env_path = f"{service.repo_root}/{port.env_file}"
+                add(f"{service.name}/{port.port}/env", service.host, lambda h, p=env_path: h.run(f"sudo -n cat {p}").stdout)
+        if service.venv and service.package_pins:
             venv = service.venv if service.venv.startswith("/") else f"{service.repo_root}/{service.venv}"
-            call(lambda host=host, venv=venv: host.pip("transformers", pip_path=f"{venv}/bin/pip").version)
+            add(f"{service.name}/transformers", service.host, lambda h, v=venv: h.pip("transformers", pip_path=f"{v}/bin/pip").version)
         if service.hf_cache:
-            call(lambda host=host, cache=service.hf_cache: host.file(cache).is_directory)
-            call(lambda host=host, cache=service.hf_cache: host.run(f"ls {cache}").stdout)
+            cache = service.hf_cache
+            add(f"{service.name}/hf-cache", service.host, lambda h, c=cache: h.file(c).is_directory)
+            add(f"{service.name}/hf-models", service.host, lambda h, c=cache: h.run(f"ls {c}").stdout)
     for port in inventory.ports:
         if port.state == "reserved":
-            call(lambda port=port: hosts[port.host].socket(f"tcp://{port.port}").is_listening)
+            add(f"reserved/{port.port}", port.host, lambda h, p=port.port: h.socket(f"tcp://{p}").is_listening)
     for dependency in inventory.dependencies:
         source = inventory.service(dependency.source)
-        host = hosts[source.host]
-        call(lambda host=host: host.run("ss -Htn").stdout)
-    with httpx.Client(timeout=5) as client:
-        for check in inventory.health_checks:
-            service = inventory.service(check.service)
-            if not service.is_live or check.calls_models:
-                continue
-            address = inventory.host(service.host).address
-            if check.vantage == "loopback":
-                call(
-                    lambda host=hosts[service.host], check=check: (
-                        host.run(f"curl -s http://127.0.0.1:{check.port}{check.path}").stdout
-                    )
-                )
-            else:
-                call(
-                    lambda address=address, check=check: (
-                        client.get(f"http://{address}:{check.port}{check.path}").status_code
-                    )
-                )
-    for host in hosts.values():
-        host.backend.close()
-    return {"seconds": time.monotonic() - started, "calls": calls}
+        add(f"dependency/{dependency.source}->{dependency.target}", source.host, lambda h: h.run("ss -Htn").stdout)
+    for check in inventory.health_checks:
+        service = inventory.service(check.service)
+        if not service.is_live or check.calls_models:
+            continue
+        if check.vantage == "loopback":
+            url = f"http://127.0.0.1:{check.port}{check.path}"
+            add(f"health/{check.id}", service.host, lambda h, u=url: h.run(f"curl -s {u}").stdout)
+        else:
+            url = f"http://{inventory.host(service.host).address}:{check.port}{check.path}"
+            add(f"health/{check.id}", service.host, lambda h, u=url: httpx.get(u, timeout=5).status_code)
+    return checks
+
+
+def naive_host(inventory: Inventory, name: str) -> Any:
+    return _host(inventory, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 
 import yaml
 
@@ -24,9 +25,10 @@ from conformance.facts.environment import (
 from conformance.facts.gather import file_key, unit_of, venv_path
 from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.routing import ModelGraph, build_model_graph
-from conformance.inventory.model import Inventory, Service
+from conformance.inventory.model import HealthCheck, Inventory, Service
 from conformance.probes import ProbeResult, url_for
 from conformance.results import Outcome, Result, broken, skipped
+from conformance.runtime import Runtime
 from conformance.transport.connection import HostUnavailable
 
 Evaluator = Callable[[Case], Result]
@@ -380,17 +382,13 @@ def health_endpoint(case: Case) -> Result:
     check = case.health
     if check.calls_models and not case.runtime.options.model_health:
         return skipped(f"{check.path} makes real model calls; run with --model-health to include it")
-    headers: dict[str, str] = {}
-    if check.auth != "none":
-        secret_name = "litellm-master-key" if check.auth == "master_key" else "optillm-local-key"
-        key = case.runtime.secret(secret_name)
-        if not key:
-            record = case.inventory.secret_env(secret_name)
-            return broken(
-                f"{check.path} needs the {secret_name} secret: set {record.env if record else secret_name} "
-                "in the environment"
-            )
-        headers["Authorization"] = f"Bearer {key}"
+    headers = _auth_headers(case.runtime, check)
+    if headers is None:
+        secret_name = _secret_for(check)
+        record = case.inventory.secret_env(secret_name)
+        return broken(
+            f"{check.path} needs the {secret_name} secret: set {record.env if record else secret_name} in the environment"
+        )
     if check.vantage == "loopback":
         facts = _facts(case)
         fact = facts.probe(f"http://127.0.0.1:{check.port}{check.path}")
@@ -415,6 +413,49 @@ def health_endpoint(case: Case) -> Result:
         if blocker is not None:
             return blocker
     return result
+
+
+def _secret_for(check: HealthCheck) -> str:
+    return "litellm-master-key" if check.auth == "master_key" else "optillm-local-key"
+
+
+def _auth_headers(runtime: Runtime, check: HealthCheck) -> dict[str, str] | None:
+    """The request headers of a health check; None when its secret is missing."""
+    if check.auth == "none":
+        return {}
+    key = runtime.secret(_secret_for(check))
+    return {"Authorization": f"Bearer {key}"} if key else None
+
+
+def prefetch_plan(runtime: Runtime, services: set[str]) -> list[Callable[[], object]]:
+    """The LAN probes the checks will make, to run ahead of them in parallel.
+
+    Each thunk makes exactly the call its check makes (same URL, headers and timeout), so
+    the check then finds the answer in the runtime's cache.
+    """
+    inventory = runtime.inventory
+    plan: list[Callable[[], object]] = []
+    for check in inventory.health_checks:
+        service = inventory.service(check.service)
+        address = inventory.host(service.host).address
+        headers = _auth_headers(runtime, check)
+        if (service.name not in services or not service.is_live or check.vantage != "lan" or not address
+                or headers is None or (check.calls_models and not runtime.options.model_health)):
+            continue
+        plan.append(partial(runtime.lan_get, url_for(address, check.port, check.path), headers or None, check.timeout))
+    for service in inventory.services:
+        address = inventory.host(service.host).address
+        if service.name not in services or service.kind != "litellm" or not service.is_live or not address:
+            continue
+        port = next(port for port in inventory.ports_of(service.name) if port.state == "active")
+        plan.append(partial(runtime.lan_get, url_for(address, port.port, "/health/liveliness")))
+        key = runtime.secret("litellm-master-key")
+        if key:
+            plan.append(partial(runtime.lan_get, url_for(address, port.port, "/v1/models"), {"Authorization": f"Bearer {key}"}))
+        for local in inventory.ports:
+            if local.host == service.host and local.exposure == "local":
+                plan.append(partial(runtime.lan_connect, address, local.port))
+    return plan
 
 
 def _json_or_none(text: str) -> object:

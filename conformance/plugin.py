@@ -193,6 +193,21 @@ def _case_of(item: pytest.Item) -> Case | None:
     return None
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    if runtime is None or getattr(config.option, "collectonly", False) or hasattr(config, "workerinput"):
+        return
+    if getattr(config.option, "dist", "no") != "no":
+        return  # the controller of an xdist run executes no test itself
+    cases = [case for item in session.items if (case := _case_of(item)) is not None]
+    hosts = sorted({case.host for case in cases})
+    services = {case.service.name for case in cases if case.service is not None}
+    from conformance.evaluate import prefetch_plan
+
+    runtime.prefetch(hosts, prefetch_plan(runtime, services) if hosts else [])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     hosts = set(config.getoption("--conformance-host"))
     services = set(config.getoption("--conformance-service"))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,27 @@ class Runtime:
         if isinstance(cached, HostUnavailable):
             raise cached
         return cached
+
+    def prefetch(self, hosts: list[str], probes: list[Callable[[], object]]) -> None:
+        """Gather hosts' facts and make the LAN probes at once, in threads (single-process runs).
+
+        Under xdist each worker gathers only the hosts its tests need, on first use, so that
+        a run's time grows with hosts divided by workers.
+        """
+        pending = [host for host in hosts if host not in self._facts]
+        jobs: list[Callable[[], object]] = [partial(self._gather_quietly, host) for host in pending]
+        jobs += probes
+        if len(jobs) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=min(16, len(jobs)), thread_name_prefix="prefetch") as pool:
+            for future in [pool.submit(job) for job in jobs]:
+                future.result()
+
+    def _gather_quietly(self, host: str) -> None:
+        try:
+            self.facts(host)
+        except HostUnavailable:
+            pass  # cached: every check of that host reports this one cause
 
     def probe(self, key: str, make: Callable[[], ProbeResult]) -> ProbeResult:
         with self._host_lock(f"probe:{key}"):

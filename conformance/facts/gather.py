@@ -130,7 +130,8 @@ def build_plan(inventory: Inventory, host: Host) -> HostPlan:
         if service.user and service.user not in plan.users:
             plan.users.append(service.user)
         venv = venv_path(service)
-        if venv and venv not in plan.venvs:
+        # Package metadata only where a pin is declared: scanning a large venv costs time.
+        if venv and service.package_pins and venv not in plan.venvs:
             plan.venvs.append(venv)
         if service.hf_cache and service.hf_cache not in plan.caches:
             plan.caches.append(service.hf_cache)

@@ -79,6 +79,11 @@ def _write_state_files() -> None:
             keytype, blob = pub.read_text().split()[:2]
             lines.append(f"{spec.addr} {keytype} {blob}\n")
     write_file(d / KNOWN_HOSTS, "".join(lines), 0o644)
+    # The monitor inside the Mini reaches the Studio with the same pinned keys.
+    mini_etc = root_dir(c.MINI) / c.HARNESS_ETC.lstrip("/")
+    if mini_etc.is_dir():
+        studio_lines = [line for line in lines if line.startswith(c.STUDIO_ADDR + " ")]
+        write_file(mini_etc / KNOWN_HOSTS, "".join(studio_lines), 0o644)
     key, pub = monitor_key_paths()
     write_file(d / MONITOR_KEY, key.read_bytes(), 0o600)
     write_file(d / (MONITOR_KEY + ".pub"), pub.read_bytes(), 0o644)
@@ -139,6 +144,7 @@ def _lab_up_unlocked() -> LabInfo:
     if not any(st.hosts[h].powered_off for h in c.HOSTS) and len(started) == len(c.HOSTS):
         st.drifts = []  # a full start from fresh overlays carries no drift
     save_state(st)
+    _write_state_files()  # again, now that the Mini's root is mounted (its known_hosts)
     wait_healthy(list(c.HOSTS))
     return _info(st, time.monotonic() - t0, cold=cold, changed=True)
 

@@ -185,7 +185,7 @@ def _model_builder_text() -> str:
 def heavy_key(host: str) -> str:
     parts = [base_key(), "heavy-v1", repr(f.ACCOUNTS[host])]
     if host == c.MINI:
-        parts += [f.LITELLM_REQUIREMENTS, f.OPTILLM_PROXY_REQUIREMENTS, c.OPTILLM_SPEC]
+        parts += [f.LITELLM_REQUIREMENTS, f.OPTILLM_PROXY_REQUIREMENTS, c.OPTILLM_SPEC, f.harness_requirements()]
     else:
         parts += [f.STUDIO_REQUIREMENTS, _model_builder_text(),
                   repr(c.LOCAL_INSTANCES)]
@@ -248,6 +248,15 @@ def _build_mini(root: Path, logf: Path) -> None:
     chroot(root, [pip, "install", "--no-deps", c.OPTILLM_SPEC], log_file=logf,
            timeout=PIP_TIMEOUT)
     chroot(root, [pip, "install", "-r", "/tmp/gc-req-optillm-proxy.txt"], log_file=logf,
+           timeout=PIP_TIMEOUT)
+    _build_harness_venv(root, logf)
+
+
+def _build_harness_venv(root: Path, logf: Path) -> None:
+    """The scheduled monitor's dependencies (its source is bound in at run time)."""
+    write_file(root / "tmp/gc-req-harness.txt", f.harness_requirements(), 0o644)
+    chroot(root, ["python3", "-m", "venv", c.HARNESS_VENV], log_file=logf)
+    chroot(root, [f"{c.HARNESS_VENV}/bin/pip", "install", "-r", "/tmp/gc-req-harness.txt"], log_file=logf,
            timeout=PIP_TIMEOUT)
 
 

@@ -103,6 +103,15 @@ LOCAL_INSTANCES: tuple[LocalInstance, ...] = (
 )
 
 # Pins (see shared/reference/llm-services.md for why each one is there).
+# The scheduled monitor installed in the Mini (deploy/): the project's source is bound in
+# read-only at HARNESS_SRC, its dependencies live in a venv built into the golden rootfs.
+HARNESS_DIR = "/opt/gateway-conformance"
+HARNESS_SRC = f"{HARNESS_DIR}/src"
+HARNESS_VENV = f"{HARNESS_DIR}/venv"
+HARNESS_ETC = "/etc/gateway-conformance"
+HARNESS_REPORTS = "/var/lib/gateway-conformance/reports"
+HARNESS_UNIT = "gateway-conformance"
+
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
 OPTILLM_SPEC = "optillm==0.3.20"
 TORCH_VERSION = "2.13.0"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import config as c
-from .secrets import LabSecrets
+from .secrets import LabSecrets, monitor_key_paths
 
 
 @dataclass(frozen=True)
@@ -323,6 +323,7 @@ def host_files(host: str, s: LabSecrets, monitor_pub: str) -> list[FileSpec]:
             FileSpec(c.LITELLM_ENV, litellm_env(s), 0o600, "litellm"),
             FileSpec(c.OPTILLM_PROXY_ENV, optillm_proxy_env(s), 0o600),
             FileSpec(c.OPTILLM_PROXY_CONFIG, proxy_config_yaml(), 0o640, "optillm"),
+            *harness_files(s, monitor_key_paths()[0].read_text()),
             FileSpec(
                 f"/etc/systemd/system/{c.LITELLM_UNIT}.service",
                 unit_file(
@@ -364,4 +365,61 @@ def host_files(host: str, s: LabSecrets, monitor_pub: str) -> list[FileSpec]:
 def enabled_units(host: str) -> tuple[str, ...]:
     units = ["systemd-networkd", "ssh"]
     units += [u for u in c.HOSTS[host].units if u != "ssh"]
+    if host == c.MINI:
+        units.append(f"{c.HARNESS_UNIT}.timer")
     return tuple(units)
+
+
+def harness_requirements() -> str:
+    """The harness's runtime dependencies, as its pyproject.toml declares them."""
+    import tomllib
+
+    project = tomllib.loads((c.repo_root() / "pyproject.toml").read_text())["project"]
+    return "\n".join(project["dependencies"]) + "\n"
+
+
+def deploy_file(name: str) -> str:
+    return (c.repo_root() / "deploy" / name).read_text()
+
+
+# The lab triggers the monitor itself (selftest/e2e/test_timer.py); the timer stays
+# installed and enabled as shipped, but does not fire during other tests.
+TIMER_LAB_DROPIN = """\
+[Timer]
+OnBootSec=
+OnBootSec=12h
+OnUnitActiveSec=
+OnUnitActiveSec=12h
+"""
+
+
+def harness_env(s: LabSecrets) -> str:
+    return (
+        f"CONFORMANCE_INVENTORY={c.HARNESS_SRC}/inventory/lab.yaml\n"
+        f"CONFORMANCE_SITE={c.HARNESS_ETC}/site.yaml\n"
+        f"LITELLM_MASTER_KEY={s.litellm_master_key}\n"
+        f"OPTILLM_LOCAL_API_KEY={s.optillm_local_api_key}\n"
+    )
+
+
+HARNESS_SITE = f"""\
+# The monitor runs ON the Mini: the Mini is checked locally, the Studio over SSH.
+hosts:
+  - name: mini
+    connection: local
+  - name: studio
+    ssh:
+      identity_file: {c.HARNESS_ETC}/monitor_ed25519
+      known_hosts: {c.HARNESS_ETC}/known_hosts
+"""
+
+
+def harness_files(s: LabSecrets, monitor_key: str) -> list[FileSpec]:
+    return [
+        FileSpec(f"/etc/systemd/system/{c.HARNESS_UNIT}.service", deploy_file(f"{c.HARNESS_UNIT}.service"), 0o644),
+        FileSpec(f"/etc/systemd/system/{c.HARNESS_UNIT}.timer", deploy_file(f"{c.HARNESS_UNIT}.timer"), 0o644),
+        FileSpec(f"/etc/systemd/system/{c.HARNESS_UNIT}.timer.d/lab.conf", TIMER_LAB_DROPIN, 0o644),
+        FileSpec(f"{c.HARNESS_ETC}/env", harness_env(s), 0o600, c.MONITOR_USER),
+        FileSpec(f"{c.HARNESS_ETC}/site.yaml", HARNESS_SITE, 0o644),
+        FileSpec(f"{c.HARNESS_ETC}/monitor_ed25519", monitor_key, 0o600, c.MONITOR_USER),
+    ]

@@ -296,6 +296,9 @@ def spawn_host(host: str) -> HostRun:
         "--timezone=off",
         "--link-journal=no",
     ]
+    if host == c.MINI:
+        # The scheduled monitor (deploy/) runs this very checkout, read-only.
+        argv.append(f"--bind-ro={c.repo_root()}:{c.HARNESS_SRC}")
     with logf.open("ab") as out:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
