@@ -8,8 +8,8 @@ testinfra caches it), with no fact cache and no batching. Used by benchmarks/run
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,7 +50,11 @@ def naive_checks(inventory: Inventory) -> list[tuple[str, str, Callable[[Any], A
             add(f"{service.name}/{name}/enabled", service.host, lambda h, n=name: h.service(n).is_enabled)
             add(f"{service.name}/{name}/running", service.host, lambda h, n=name: h.service(n).is_running)
             add(f"{service.name}/{name}/file", service.host, lambda h, p=path: h.file(p).exists)
-            add(f"{service.name}/{name}/user", service.host, lambda h, n=name: h.run(f"systemctl show -p MainPID -p User {n}").stdout)
+            add(
+                f"{service.name}/{name}/user",
+                service.host,
+                lambda h, n=name: h.run(f"systemctl show -p MainPID -p User {n}").stdout,
+            )
         for file in service.files:
             path = file.path if file.path.startswith("/") else f"{service.repo_root}/{file.path}"
             path = "/var/lib/optillm" + path[1:] if path.startswith("~") else path
@@ -60,14 +64,26 @@ def naive_checks(inventory: Inventory) -> list[tuple[str, str, Callable[[Any], A
                 continue
             spec = f"tcp://{port.bind}:{port.port}"
             add(f"{service.name}/{port.port}/bound", service.host, lambda h, s=spec: h.socket(s).is_listening)
-            add(f"{service.name}/{port.port}/wildcard", service.host, lambda h, p=port.port: h.socket(f"tcp://0.0.0.0:{p}").is_listening)
+            add(
+                f"{service.name}/{port.port}/wildcard",
+                service.host,
+                lambda h, p=port.port: h.socket(f"tcp://0.0.0.0:{p}").is_listening,
+            )
             add(f"{service.name}/{port.port}/owner", service.host, lambda h: h.run("sudo -n ss -Htlnp").stdout)
             if port.env_file:
                 env_path = f"{service.repo_root}/{port.env_file}"
-                add(f"{service.name}/{port.port}/env", service.host, lambda h, p=env_path: h.run(f"sudo -n cat {p}").stdout)
+                add(
+                    f"{service.name}/{port.port}/env",
+                    service.host,
+                    lambda h, p=env_path: h.run(f"sudo -n cat {p}").stdout,
+                )
         if service.venv and service.package_pins:
             venv = service.venv if service.venv.startswith("/") else f"{service.repo_root}/{service.venv}"
-            add(f"{service.name}/transformers", service.host, lambda h, v=venv: h.pip("transformers", pip_path=f"{v}/bin/pip").version)
+            add(
+                f"{service.name}/transformers",
+                service.host,
+                lambda h, v=venv: h.pip("transformers", pip_path=f"{v}/bin/pip").version,
+            )
         if service.hf_cache:
             cache = service.hf_cache
             add(f"{service.name}/hf-cache", service.host, lambda h, c=cache: h.file(c).is_directory)

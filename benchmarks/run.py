@@ -55,9 +55,25 @@ def suite_run(workers: str, reports: Path, env: dict[str, str], inventory: Path 
 
 def naive_run(workers: str, env: dict[str, str]) -> float:
     """The naive baseline suite (benchmarks/naive_suite), run by pytest like the real one."""
-    command = [sys.executable, "-m", "pytest", "-q", "-n", workers, "-p", "no:conformance.plugin", "-p", "no:randomly",
-               "-p", "no:cacheprovider", "--rootdir", str(ROOT / "benchmarks" / "naive_suite"), "-o", "addopts=",
-               str(ROOT / "benchmarks" / "naive_suite")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-n",
+        workers,
+        "-p",
+        "no:conformance.plugin",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(ROOT / "benchmarks" / "naive_suite"),
+        "-o",
+        "addopts=",
+        str(ROOT / "benchmarks" / "naive_suite"),
+    ]
     started = time.monotonic()
     completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     if completed.returncode != 0:
@@ -112,11 +128,15 @@ def main() -> int:
             f"in one -n auto run ({worker_count} worker processes)"
         )
     print(f"peak memory (largest process of the suite runs): {peak_kib / 1024:.0f} MiB")
-    print(f"naive baseline (one testinfra call per check, {naive_calls} checks): "
-          f"median {naive_serial:.2f} s with -n 0, {naive_auto:.2f} s with -n auto")
+    print(
+        f"naive baseline (one testinfra call per check, {naive_calls} checks): "
+        f"median {naive_serial:.2f} s with -n 0, {naive_auto:.2f} s with -n auto"
+    )
     best, naive_best = min(auto, serial), min(naive_auto, naive_serial)
-    print(f"speed-up vs naive: {naive_serial / serial:.1f}x with -n 0, {naive_auto / auto:.1f}x with -n auto, "
-          f"{naive_best / best:.1f}x best against best")
+    print(
+        f"speed-up vs naive: {naive_serial / serial:.1f}x with -n 0, {naive_auto / auto:.1f}x with -n auto, "
+        f"{naive_best / best:.1f}x best against best"
+    )
     return 0
 
 

@@ -386,9 +386,8 @@ def health_endpoint(case: Case) -> Result:
     if headers is None:
         secret_name = _secret_for(check)
         record = case.inventory.secret_env(secret_name)
-        return broken(
-            f"{check.path} needs the {secret_name} secret: set {record.env if record else secret_name} in the environment"
-        )
+        variable = record.env if record else secret_name
+        return broken(f"{check.path} needs the {secret_name} secret: set {variable} in the environment")
     if check.vantage == "loopback":
         facts = _facts(case)
         fact = facts.probe(f"http://127.0.0.1:{check.port}{check.path}")
@@ -439,8 +438,14 @@ def prefetch_plan(runtime: Runtime, services: set[str]) -> list[Callable[[], obj
         service = inventory.service(check.service)
         address = inventory.host(service.host).address
         headers = _auth_headers(runtime, check)
-        if (service.name not in services or not service.is_live or check.vantage != "lan" or not address
-                or headers is None or (check.calls_models and not runtime.options.model_health)):
+        if (
+            service.name not in services
+            or not service.is_live
+            or check.vantage != "lan"
+            or not address
+            or headers is None
+            or (check.calls_models and not runtime.options.model_health)
+        ):
             continue
         plan.append(partial(runtime.lan_get, url_for(address, check.port, check.path), headers or None, check.timeout))
     for service in inventory.services:
@@ -451,7 +456,9 @@ def prefetch_plan(runtime: Runtime, services: set[str]) -> list[Callable[[], obj
         plan.append(partial(runtime.lan_get, url_for(address, port.port, "/health/liveliness")))
         key = runtime.secret("litellm-master-key")
         if key:
-            plan.append(partial(runtime.lan_get, url_for(address, port.port, "/v1/models"), {"Authorization": f"Bearer {key}"}))
+            plan.append(
+                partial(runtime.lan_get, url_for(address, port.port, "/v1/models"), {"Authorization": f"Bearer {key}"})
+            )
         for local in inventory.ports:
             if local.host == service.host and local.exposure == "local":
                 plan.append(partial(runtime.lan_connect, address, local.port))

@@ -7,13 +7,14 @@ grouped by host so that each host is gathered by one worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from conformance.facts.gather import gather
@@ -87,10 +88,9 @@ class Runtime:
                 future.result()
 
     def _gather_quietly(self, host: str) -> None:
-        try:
+        # A failure is cached: every check of that host reports this one cause later.
+        with contextlib.suppress(HostUnavailable):
             self.facts(host)
-        except HostUnavailable:
-            pass  # cached: every check of that host reports this one cause
 
     def probe(self, key: str, make: Callable[[], ProbeResult]) -> ProbeResult:
         with self._host_lock(f"probe:{key}"):

@@ -10,7 +10,9 @@ import pytest
 from benchmarks.naive_baseline import naive_checks, naive_host
 from conformance.inventory.loader import load_inventory
 
-INVENTORY = load_inventory(Path(os.environ.get("NAIVE_INVENTORY", Path(__file__).parents[2] / "inventory" / "lab.yaml")))
+INVENTORY = load_inventory(
+    Path(os.environ.get("NAIVE_INVENTORY", Path(__file__).parents[2] / "inventory" / "lab.yaml"))
+)
 CHECKS = naive_checks(INVENTORY)
 
 

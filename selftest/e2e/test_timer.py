@@ -53,9 +53,11 @@ def test_drift_reaches_the_bulletin_through_the_timer(lab_env):
         drift_reset()
     new = _entries()[before:]
     opened = [entry for entry in new if entry["event"] == "opened"]
-    assert any(entry["contract"] == "optillm-never-exposed" and entry["owner"] == "optillm-proxy" for entry in opened), new
+    assert any(
+        entry["contract"] == "optillm-never-exposed" and entry["owner"] == "optillm-proxy" for entry in opened
+    ), new
     _trigger()
-    resolved = [entry for entry in _entries()[before + len(new):] if entry["event"] == "resolved"]
+    resolved = [entry for entry in _entries()[before + len(new) :] if entry["event"] == "resolved"]
     assert {entry["fingerprint"] for entry in resolved} == {entry["fingerprint"] for entry in opened}
     # The monitor's reports never hold the lab's secrets either.
     dump = _inside(["cat", BULLETIN, "/var/lib/gateway-conformance/reports/audit.jsonl"])
