@@ -125,7 +125,9 @@ class ConfigFile(Record):
     instance: Name | None = Field(default=None, description="The instance this file belongs to.")
 
 
-ServiceKind = Literal["litellm", "optillm-proxy", "optillm-local", "monitor"]
+# "generic": a service with only host-level contracts (unit, ports, files, health), e.g. a
+# tools service, or the stand-in listeners of the scale benchmark.
+ServiceKind = Literal["litellm", "optillm-proxy", "optillm-local", "monitor", "generic"]
 
 
 class Service(Record):
@@ -133,7 +135,7 @@ class Service(Record):
     title: str
     kind: ServiceKind
     host: Name
-    tier: Literal["gateway", "inference", "monitor"]
+    tier: Literal["gateway", "inference", "monitor", "tools"]
     role: str
     state: Literal["enabled", "disabled", "planned"] = "enabled"
     state_reason: str = ""
