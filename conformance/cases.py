@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from conformance.runtime import Runtime
 
 
-@dataclass
+@dataclass(repr=False)
 class Case:
     kind: str
     id: str
@@ -40,6 +40,10 @@ class Case:
     file: tuple[str, str, str] | None = None  # (declared path, format, fact key)
     check: str = ""
     runtime: Runtime | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        # Reports (Allure parameters, pytest -v) show this: the readable id, not the records.
+        return self.id
 
     @property
     def inventory(self) -> Inventory:

@@ -22,6 +22,10 @@ if [ "$(id -u)" = 0 ] && [ "$(uname -s)" = Linux ]; then
     command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+    # The report self-test renders the Allure report in Debian's headless Chromium.
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v java >/dev/null || missing+=(default-jre-headless)
+    command -v npm >/dev/null || missing+=(npm)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing Debian packages: ${missing[*]}"
         apt-get update -qq
@@ -36,9 +40,6 @@ if [ ! -x .tools/node_modules/.bin/allure ] || ! grep -q "\"version\": \"$allure
     else
         echo "note: npm not found; 'conformance report' needs it (apt-get install npm)" >&2
     fi
-fi
-if ! command -v java >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
 fi
 
 echo "setup done: $(.venv/bin/python --version), $(.venv/bin/pytest --version 2>&1)"

@@ -35,6 +35,7 @@ Data = dict[str, Any]
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 def live(host: str, path: str) -> Path:
     return root_dir(host) / path.lstrip("/")
 
@@ -42,8 +43,9 @@ def live(host: str, path: str) -> Path:
 def inside(host: str, *argv: str, timeout: float = 60) -> str:
     res = exec_in(host, list(argv), timeout=timeout)
     if res.returncode != 0:
-        raise LabError(f"{host}: {' '.join(argv)} failed ({res.returncode}): "
-                       f"{(res.stderr or res.stdout).strip()[-1500:]}")
+        raise LabError(
+            f"{host}: {' '.join(argv)} failed ({res.returncode}): {(res.stderr or res.stdout).strip()[-1500:]}"
+        )
     return res.stdout
 
 
@@ -69,12 +71,14 @@ def set_env(key: str, value: str) -> Callable[[str], str]:
         else:
             lines.append(f"{key}={value}")
         return "\n".join(lines) + "\n"
+
     return fn
 
 
 def del_env(key: str) -> Callable[[str], str]:
     def fn(text: str) -> str:
         return "".join(ln + "\n" for ln in text.splitlines() if not ln.startswith(f"{key}="))
+
     return fn
 
 
@@ -89,8 +93,7 @@ def restore(host: str, path: str) -> None:
     dst.chmod(st.st_mode & 0o7777)
 
 
-def wait_for(cond: Callable[[], bool], what: str, host: str, unit: str = "",
-             timeout: float = WAIT) -> None:
+def wait_for(cond: Callable[[], bool], what: str, host: str, unit: str = "", timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -137,6 +140,7 @@ def instance(name: str) -> c.LocalInstance:
 
 # --- drifts ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Drift:
     name: str
@@ -146,27 +150,32 @@ class Drift:
     revert: Callable[[Data], None]
 
 
-def _proxy_env_drift(key: str, value: str, addr: str) -> tuple[Callable[[], Data],
-                                                               Callable[[Data], None]]:
+def _proxy_env_drift(key: str, value: str, addr: str) -> tuple[Callable[[], Data], Callable[[Data], None]]:
     def apply() -> Data:
         edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env(key, value))
-        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(addr),
-                         f"optillm-proxy on {addr}:{c.OPTILLM_PROXY_PORT}")
+        restart_and_wait(
+            c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(addr), f"optillm-proxy on {addr}:{c.OPTILLM_PROXY_PORT}"
+        )
         return {}
 
     def revert(_: Data) -> None:
         restore(c.MINI, c.OPTILLM_PROXY_ENV)
-        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(),
-                         "optillm-proxy back on 127.0.0.1:4020")
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
+
     return apply, revert
 
 
 def _upstream_apply() -> Data:
     studio = f"http://{c.STUDIO_ADDR}:{instance('high').port}/v1"
     edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_BASE_URL", studio))
-    edit_text(c.MINI, c.OPTILLM_PROXY_CONFIG, lambda t: "\n".join(
-        f"    base_url: {studio}" if ln.strip().startswith("base_url:") else ln
-        for ln in t.splitlines()) + "\n")
+    edit_text(
+        c.MINI,
+        c.OPTILLM_PROXY_CONFIG,
+        lambda t: (
+            "\n".join(f"    base_url: {studio}" if ln.strip().startswith("base_url:") else ln for ln in t.splitlines())
+            + "\n"
+        ),
+    )
     restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy restarted")
     return {}
 
@@ -177,10 +186,11 @@ def _upstream_revert(_: Data) -> None:
     restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy restarted")
 
 
-def _router_drift(handle: str, model: str, api_base: str
-                  ) -> tuple[Callable[[], Data], Callable[[Data], None]]:
-    entry = (f"  - model_name: {handle}\n    litellm_params:\n      model: {model}\n"
-             f"      api_base: {api_base}\n      api_key: os.environ/LITELLM_MASTER_KEY\n")
+def _router_drift(handle: str, model: str, api_base: str) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    entry = (
+        f"  - model_name: {handle}\n    litellm_params:\n      model: {model}\n"
+        f"      api_base: {api_base}\n      api_key: os.environ/LITELLM_MASTER_KEY\n"
+    )
 
     def add(text: str) -> str:
         # Append to the end of model_list (the blank line that closes it).
@@ -195,11 +205,13 @@ def _router_drift(handle: str, model: str, api_base: str
     def revert(_: Data) -> None:
         restore(c.MINI, c.ROUTER_YAML)
         restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+
     return apply, revert
 
 
-def _stop_drift(host: str, unit: str, port: int, ready: Callable[[], bool]
-                ) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+def _stop_drift(
+    host: str, unit: str, port: int, ready: Callable[[], bool]
+) -> tuple[Callable[[], Data], Callable[[Data], None]]:
     def apply() -> Data:
         inside(host, "systemctl", "stop", unit, timeout=90)
         wait_for(lambda: port_free(host, port), f"port {port} to close", host, unit)
@@ -208,6 +220,7 @@ def _stop_drift(host: str, unit: str, port: int, ready: Callable[[], bool]
     def revert(_: Data) -> None:
         inside(host, "systemctl", "start", unit, timeout=90)
         wait_for(lambda: unit_active(host, unit) and ready(), f"{unit} healthy", host, unit)
+
     return apply, revert
 
 
@@ -218,17 +231,88 @@ def _unit_disabled() -> tuple[Callable[[], Data], Callable[[Data], None]]:
 
     def revert(_: Data) -> None:
         inside(c.MINI, "systemctl", "enable", c.OPTILLM_PROXY_UNIT)
+
     return apply, revert
 
 
-def _transient_listener(host: str, unit: str, port: int
-                        ) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+def _high_loopback_only() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The 'high' instance binds 127.0.0.1: running and healthy inside, unreachable from the Mini."""
+    high = instance("high")
+
+    def apply() -> Data:
+        edit_text(c.STUDIO, high.env_file, set_env("OPTILLM_HOST", "127.0.0.1"))
+        restart_and_wait(
+            c.STUDIO,
+            high.unit,
+            lambda: listening(c.STUDIO, "127.0.0.1", high.port),
+            f"{high.unit} on 127.0.0.1:{high.port}",
+        )
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.STUDIO, high.env_file)
+        restart_and_wait(c.STUDIO, high.unit, local_ready(high), f"{high.unit} healthy")
+
+    return apply, revert
+
+
+def _port_impostor() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The proxy moves to 4021 and another process takes 127.0.0.1:4020 in its place."""
+    unit = "gc-drift-impostor"
+
+    def apply() -> Data:
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_PORT", "4021"))
+        inside(c.MINI, "systemctl", "restart", c.OPTILLM_PROXY_UNIT, timeout=90)
+        wait_for(lambda: listening(c.MINI, "127.0.0.1", 4021), "optillm-proxy on 127.0.0.1:4021", c.MINI)
+        inside(
+            c.MINI,
+            "systemd-run",
+            f"--unit={unit}",
+            "--uid=nobody",
+            "--gid=nogroup",
+            "--property=TemporaryFileSystem=/srv/empty",
+            "--working-directory=/",
+            "python3",
+            "-m",
+            "http.server",
+            str(c.OPTILLM_PROXY_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            "/srv/empty",
+        )
+        wait_for(proxy_ready(), f"impostor on 127.0.0.1:{c.OPTILLM_PROXY_PORT}", c.MINI, unit)
+        return {}
+
+    def revert(_: Data) -> None:
+        exec_in(c.MINI, ["systemctl", "stop", unit], timeout=60)
+        exec_in(c.MINI, ["systemctl", "reset-failed", unit], timeout=30)
+        restore(c.MINI, c.OPTILLM_PROXY_ENV)
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
+
+    return apply, revert
+
+
+def _transient_listener(host: str, unit: str, port: int) -> tuple[Callable[[], Data], Callable[[Data], None]]:
     def apply() -> Data:
         # As nobody, serving an empty folder: an undeclared listener, not a data leak.
-        inside(host, "systemd-run", f"--unit={unit}", "--uid=nobody", "--gid=nogroup",
-               "--property=TemporaryFileSystem=/srv/empty", "--working-directory=/",
-               "python3", "-m", "http.server", str(port), "--bind", "0.0.0.0",
-               "--directory", "/srv/empty")
+        inside(
+            host,
+            "systemd-run",
+            f"--unit={unit}",
+            "--uid=nobody",
+            "--gid=nogroup",
+            "--property=TemporaryFileSystem=/srv/empty",
+            "--working-directory=/",
+            "python3",
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            "/srv/empty",
+        )
         wait_for(lambda: listening(host, "0.0.0.0", port), f"0.0.0.0:{port}", host, unit)
         return {}
 
@@ -236,6 +320,7 @@ def _transient_listener(host: str, unit: str, port: int
         exec_in(host, ["systemctl", "stop", unit], timeout=60)
         exec_in(host, ["systemctl", "reset-failed", unit], timeout=30)
         wait_for(lambda: port_free(host, port), f"port {port} to close", host)
+
     return apply, revert
 
 
@@ -245,10 +330,23 @@ def _pip_as_studio(wheel: Path) -> None:
     staged.parent.mkdir(exist_ok=True)
     shutil.copyfile(wheel, staged)
     try:
-        inside(c.STUDIO, "runuser", "-u", c.STUDIO_USER, "--", "env",
-               f"HOME={c.STUDIO_HOME}", "PIP_NO_CACHE_DIR=1", "PIP_DISABLE_PIP_VERSION_CHECK=1",
-               f"{c.OPTILLM_LOCAL_VENV}/bin/pip", "install", "--no-deps", "--no-index",
-               f"/var/tmp/gc-drift/{wheel.name}", timeout=600)
+        inside(
+            c.STUDIO,
+            "runuser",
+            "-u",
+            c.STUDIO_USER,
+            "--",
+            "env",
+            f"HOME={c.STUDIO_HOME}",
+            "PIP_NO_CACHE_DIR=1",
+            "PIP_DISABLE_PIP_VERSION_CHECK=1",
+            f"{c.OPTILLM_LOCAL_VENV}/bin/pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            f"/var/tmp/gc-drift/{wheel.name}",
+            timeout=600,
+        )
     finally:
         shutil.rmtree(staged.parent, ignore_errors=True)
     _drop_direct_url(wheel)
@@ -263,8 +361,7 @@ def _drop_direct_url(wheel: Path) -> None:
     (info / "direct_url.json").unlink(missing_ok=True)
     record = info / "RECORD"
     if record.is_file():
-        keep = [ln for ln in record.read_text().splitlines()
-                if not ln.split(",", 1)[0].endswith("/direct_url.json")]
+        keep = [ln for ln in record.read_text().splitlines() if not ln.split(",", 1)[0].endswith("/direct_url.json")]
         with record.open("w") as fh:
             fh.write("\n".join(keep) + "\n")
 
@@ -277,18 +374,24 @@ def _transformers5() -> tuple[Callable[[], Data], Callable[[Data], None]]:
 
     def revert(_: Data) -> None:
         _pip_as_studio(transformers_wheels()[0])
+
     return apply, revert
 
 
 def _requirements_unpinned() -> tuple[Callable[[], Data], Callable[[Data], None]]:
     def apply() -> Data:
-        edit_text(c.STUDIO, c.OPTILLM_LOCAL_REQUIREMENTS, lambda t: "".join(
-            ("transformers\n" if ln.strip() == "transformers<5" else ln + "\n")
-            for ln in t.splitlines()))
+        edit_text(
+            c.STUDIO,
+            c.OPTILLM_LOCAL_REQUIREMENTS,
+            lambda t: "".join(
+                ("transformers\n" if ln.strip() == "transformers<5" else ln + "\n") for ln in t.splitlines()
+            ),
+        )
         return {}
 
     def revert(_: Data) -> None:
         restore(c.STUDIO, c.OPTILLM_LOCAL_REQUIREMENTS)
+
     return apply, revert
 
 
@@ -304,12 +407,20 @@ def _hf_cache_moved() -> tuple[Callable[[], Data], Callable[[Data], None]]:
             if not live(c.STUDIO, sub).exists():
                 created = sub
                 break
-        inside(c.STUDIO, "runuser", "-u", c.STUDIO_USER, "--", "mkdir", "-p",
-               c.HF_HUB_CACHE_MOVED)
+        inside(c.STUDIO, "runuser", "-u", c.STUDIO_USER, "--", "mkdir", "-p", c.HF_HUB_CACHE_MOVED)
         for inst in c.LOCAL_INSTANCES:
             folder = "models--" + inst.model.replace("/", "--")
-            inside(c.STUDIO, "runuser", "-u", c.STUDIO_USER, "--", "cp", "-a",
-                   f"{c.HF_HUB_CACHE}/{folder}", f"{c.HF_HUB_CACHE_MOVED}/")
+            inside(
+                c.STUDIO,
+                "runuser",
+                "-u",
+                c.STUDIO_USER,
+                "--",
+                "cp",
+                "-a",
+                f"{c.HF_HUB_CACHE}/{folder}",
+                f"{c.HF_HUB_CACHE_MOVED}/",
+            )
         edit_text(c.STUDIO, high.env_file, set_env("HF_HUB_CACHE", c.HF_HUB_CACHE_MOVED))
         restart_and_wait(c.STUDIO, high.unit, local_ready(high), f"{high.unit} healthy")
         return {"created": created}
@@ -320,6 +431,7 @@ def _hf_cache_moved() -> tuple[Callable[[], Data], Callable[[Data], None]]:
         created = str(data.get("created", ""))
         if created.startswith(c.STUDIO_HOME + "/"):
             shutil.rmtree(live(c.STUDIO, created), ignore_errors=True)
+
     return apply, revert
 
 
@@ -336,6 +448,7 @@ def _hf_token_missing() -> tuple[Callable[[], Data], Callable[[Data], None]]:
             restore(c.STUDIO, inst.env_file)
         for inst in c.LOCAL_INSTANCES:
             restart_and_wait(c.STUDIO, inst.unit, local_ready(inst), f"{inst.unit} healthy")
+
     return apply, revert
 
 
@@ -348,46 +461,89 @@ def _studio_down() -> tuple[Callable[[], Data], Callable[[Data], None]]:
 
     def revert(_: Data) -> None:
         api.start_host(c.STUDIO)
+
     return apply, revert
 
 
 def _registry() -> dict[str, Drift]:
     balanced = instance("balanced")
     table: list[tuple[str, str, str, tuple[Callable[[], Data], Callable[[Data], None]]]] = [
-        ("optillm-exposed", c.MINI, "OPTILLM_HOST=0.0.0.0: the proxy listens on the LAN",
-         _proxy_env_drift("OPTILLM_HOST", "0.0.0.0", "0.0.0.0")),
-        ("optillm-upstream-elsewhere", c.MINI,
-         "the proxy's upstream is the studio directly, bypassing LiteLLM",
-         (_upstream_apply, _upstream_revert)),
-        ("optillm-local-mode", c.MINI,
-         "OPTILLM_API_KEY in the proxy env: the gateway would run inference",
-         _proxy_env_drift("OPTILLM_API_KEY", "lab-drift-local-mode", "127.0.0.1")),
-        ("routing-loop", c.MINI, "router handle loop-back points at the OptiLLM proxy",
-         _router_drift("loop-back", "openai/loop-back",
-                       f"http://127.0.0.1:{c.OPTILLM_PROXY_PORT}/v1")),
-        ("phantom-handle", c.MINI, "router handle studio-ghost names a model nobody serves",
-         _router_drift("studio-ghost", "openai/labtiny/absent-model",
-                       f"http://{c.STUDIO_ADDR}:{instance('high').port}/v1")),
-        ("litellm-stopped", c.MINI, "litellm-orch stopped",
-         _stop_drift(c.MINI, c.LITELLM_UNIT, c.LITELLM_PORT, litellm_alive)),
+        (
+            "optillm-exposed",
+            c.MINI,
+            "OPTILLM_HOST=0.0.0.0: the proxy listens on the LAN",
+            _proxy_env_drift("OPTILLM_HOST", "0.0.0.0", "0.0.0.0"),
+        ),
+        (
+            "optillm-upstream-elsewhere",
+            c.MINI,
+            "the proxy's upstream is the studio directly, bypassing LiteLLM",
+            (_upstream_apply, _upstream_revert),
+        ),
+        (
+            "optillm-local-mode",
+            c.MINI,
+            "OPTILLM_API_KEY in the proxy env: the gateway would run inference",
+            _proxy_env_drift("OPTILLM_API_KEY", "lab-drift-local-mode", "127.0.0.1"),
+        ),
+        (
+            "routing-loop",
+            c.MINI,
+            "router handle loop-back points at the OptiLLM proxy",
+            _router_drift("loop-back", "openai/loop-back", f"http://127.0.0.1:{c.OPTILLM_PROXY_PORT}/v1"),
+        ),
+        (
+            "phantom-handle",
+            c.MINI,
+            "router handle studio-ghost names a model nobody serves",
+            _router_drift(
+                "studio-ghost", "openai/labtiny/absent-model", f"http://{c.STUDIO_ADDR}:{instance('high').port}/v1"
+            ),
+        ),
+        (
+            "litellm-stopped",
+            c.MINI,
+            "litellm-orch stopped",
+            _stop_drift(c.MINI, c.LITELLM_UNIT, c.LITELLM_PORT, litellm_alive),
+        ),
         ("unit-disabled", c.MINI, "optillm-proxy disabled (still running)", _unit_disabled()),
         ("transformers-5", c.STUDIO, "transformers 5.x in the studio venv", _transformers5()),
-        ("requirements-unpinned", c.STUDIO, "requirements.txt: transformers<5 -> transformers",
-         _requirements_unpinned()),
-        ("hf-cache-moved", c.STUDIO, "high.env HF_HUB_CACHE -> ~/.cache/huggingface/hub",
-         _hf_cache_moved()),
-        ("hf-token-missing", c.STUDIO, "HF_TOKEN removed from both instance env files",
-         _hf_token_missing()),
-        ("extra-listener", c.MINI, "undeclared listener on 0.0.0.0:8088",
-         _transient_listener(c.MINI, "gc-drift-extra", 8088)),
-        ("reserved-port-taken", c.STUDIO, "a listener on the reserved port 0.0.0.0:4042",
-         _transient_listener(c.STUDIO, "gc-drift-reserved", c.LOCAL_RESERVED_PORT)),
-        ("balanced-stopped", c.STUDIO, "optillm-local-balanced stopped",
-         _stop_drift(c.STUDIO, balanced.unit, balanced.port, local_ready(balanced))),
+        (
+            "requirements-unpinned",
+            c.STUDIO,
+            "requirements.txt: transformers<5 -> transformers",
+            _requirements_unpinned(),
+        ),
+        ("hf-cache-moved", c.STUDIO, "high.env HF_HUB_CACHE -> ~/.cache/huggingface/hub", _hf_cache_moved()),
+        ("hf-token-missing", c.STUDIO, "HF_TOKEN removed from both instance env files", _hf_token_missing()),
+        (
+            "extra-listener",
+            c.MINI,
+            "undeclared listener on 0.0.0.0:8088",
+            _transient_listener(c.MINI, "gc-drift-extra", 8088),
+        ),
+        (
+            "reserved-port-taken",
+            c.STUDIO,
+            "a listener on the reserved port 0.0.0.0:4042",
+            _transient_listener(c.STUDIO, "gc-drift-reserved", c.LOCAL_RESERVED_PORT),
+        ),
+        (
+            "balanced-stopped",
+            c.STUDIO,
+            "optillm-local-balanced stopped",
+            _stop_drift(c.STUDIO, balanced.unit, balanced.port, local_ready(balanced)),
+        ),
         ("studio-down", c.STUDIO, "the studio host is powered off", _studio_down()),
+        (
+            "high-loopback-only",
+            c.STUDIO,
+            "the high instance binds 127.0.0.1: unreachable from the Mini",
+            _high_loopback_only(),
+        ),
+        ("port-impostor", c.MINI, "the proxy moved to 4021; another process holds 127.0.0.1:4020", _port_impostor()),
     ]
-    return {name: Drift(name, host, summary, fns[0], fns[1])
-            for name, host, summary, fns in table}
+    return {name: Drift(name, host, summary, fns[0], fns[1]) for name, host, summary, fns in table}
 
 
 DRIFTS = _registry()
@@ -455,7 +611,9 @@ def config_diffs() -> list[str]:
                 diffs.append(f"{host}:{spec.path}: {exc}")
                 continue
             if g.read_bytes() != lv.read_bytes() or (gs.st_mode, gs.st_uid, gs.st_gid) != (
-                ls.st_mode, ls.st_uid, ls.st_gid
+                ls.st_mode,
+                ls.st_uid,
+                ls.st_gid,
             ):
                 diffs.append(f"{host}:{spec.path}")
     return diffs

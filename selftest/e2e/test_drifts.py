@@ -61,13 +61,27 @@ DRIFTS = {
     "hf-token-missing": ("test_hf_token_for_gated_pulls[", ["no HF token for gated pulls"], "gateway-agent"),
     "extra-listener": (
         "test_no_unexpected_listeners[mini]",
-        ["mini has listeners the inventory does not declare", "0.0.0.0:8088"],
+        [
+            "mini has listeners the inventory does not declare",
+            "0.0.0.0:8088",
+            "undeclared python3 on port 8088 is reachable from the LAN",
+        ],
         "gateway-agent",
     ),
     "reserved-port-taken": (
         "test_reserved_port_is_free[studio/optillm-local:4042]",
         ["reserved port 4042 (fast) is taken by"],
         "gateway-agent",
+    ),
+    "high-loopback-only": (
+        "test_dependency_reachable[dependencies-reachable/litellm-orch->optillm-local]",
+        ["litellm-orch (mini) cannot reach optillm-local", "198.51.100.11:4040"],
+        "litellm-orch",
+    ),
+    "port-impostor": (
+        "test_port_served_by_its_unit[mini/optillm-proxy:4020]",
+        ["port 4020 is served by python3", "not by optillm-proxy.service"],
+        "optillm-proxy",
     ),
     "balanced-stopped": (
         "test_unit_installed_enabled_active[studio/optillm-local:4041]",
