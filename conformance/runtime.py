@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
@@ -26,6 +27,15 @@ from conformance.transport.audit import AuditLog
 from conformance.transport.connection import ConnectionPool, HostUnavailable
 
 RUN_ID_ENV = "CONFORMANCE_RUN_ID"
+
+
+def related_hosts(inventory: Inventory, host: str) -> list[str]:
+    """Other hosts whose facts the checks of ``host`` read (showroom: the inference hosts)."""
+    related: list[str] = []
+    if any(service.kind == "litellm" and service.is_live for service in inventory.services_on(host)):
+        related += [service.host for service in inventory.services
+                    if service.kind == "optillm-local" and service.is_live and service.host != host]
+    return sorted(set(related))
 
 
 def new_run_id() -> str:
@@ -46,6 +56,11 @@ class Runtime:
     pool: ConnectionPool = field(init=False)
     _facts: dict[str, HostFacts | HostUnavailable] = field(default_factory=dict, init=False)
     _probes: dict[str, ProbeResult] = field(default_factory=dict, init=False)
+    # Addresses known to be down (SSH timed out or had no route, or a probe had no route):
+    # later probes fail at once with that cause, so a dead host costs one timeout, not one
+    # per probe. Those checks are then errors blocked by the host, never violations.
+    _unreachable: dict[str, str] = field(default_factory=dict, init=False)
+    _related_started: set[str] = field(default_factory=set, init=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -59,6 +74,7 @@ class Runtime:
 
     def facts(self, host: str) -> HostFacts:
         """The host's facts, gathered on first use; raises the host's one failure cause."""
+        self._start_related(host)
         with self._host_lock(f"facts:{host}"):
             cached = self._facts.get(host)
             if cached is None:
@@ -67,6 +83,9 @@ class Runtime:
                     cached = gather(connection, self.inventory)
                 except HostUnavailable as exc:
                     cached = exc
+                    address = self.inventory.host(host).address
+                    if exc.kind in {"timeout", "unreachable"} and address:
+                        self._mark_unreachable(address, exc.cause)
                 self._facts[host] = cached
         if isinstance(cached, HostUnavailable):
             raise cached
@@ -92,18 +111,54 @@ class Runtime:
         with contextlib.suppress(HostUnavailable):
             self.facts(host)
 
-    def probe(self, key: str, make: Callable[[], ProbeResult]) -> ProbeResult:
+    def _start_related(self, host: str) -> None:
+        """Start gathering, in the background, the hosts this host's checks will also read.
+
+        The checks of a LiteLLM host read the inference hosts' facts too (which models are
+        really there); gathering them alongside means a dead inference host costs its one
+        timeout in parallel, not after this host's own gathering.
+        """
+        with self._lock:
+            if host in self._related_started:
+                return
+            self._related_started.add(host)
+            related = [name for name in related_hosts(self.inventory, host)
+                       if name not in self._facts and name not in self._related_started]
+            self._related_started.update(related)
+        for name in related:
+            threading.Thread(target=self._gather_quietly, args=(name,), name=f"gather-{name}", daemon=True).start()
+
+    def _mark_unreachable(self, address: str, cause: str) -> None:
+        with self._lock:
+            self._unreachable.setdefault(address, cause)
+
+    def probe(self, key: str, address: str, make: Callable[[], ProbeResult]) -> ProbeResult:
+        """One probe per key per run; an address that timed out once is not waited on again."""
         with self._host_lock(f"probe:{key}"):
             if key not in self._probes:
-                self._probes[key] = make()
+                with self._lock:
+                    known = self._unreachable.get(address)
+                if known is not None:
+                    result = ProbeResult(key.split(" ")[-1], False, error=f"{address} is unreachable ({known})",
+                                         error_kind="unreachable")
+                else:
+                    result = make()
+                    # No route to the host: every port of it is gone. (A timeout on one port
+                    # may be a firewall rule for that port alone, so it is not generalised.)
+                    if not result.answered and result.error_kind == "unreachable":
+                        self._mark_unreachable(address, f"{result.error_kind}: {result.error}")
+                self._probes[key] = result
             return self._probes[key]
 
     def lan_get(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None) -> ProbeResult:
         auth = "auth" if headers else "anon"
-        return self.probe(f"GET {auth} {url}", lambda: http_get(url, timeout or self.options.lan_timeout, headers))
+        address = urlsplit(url).hostname or url
+        return self.probe(f"GET {auth} {url}", address,
+                          lambda: http_get(url, timeout or self.options.lan_timeout, headers))
 
     def lan_connect(self, address: str, port: int) -> ProbeResult:
-        return self.probe(f"TCP {address}:{port}", lambda: tcp_connect(address, port, self.options.lan_timeout))
+        return self.probe(f"TCP {address}:{port}", address,
+                          lambda: tcp_connect(address, port, self.options.lan_timeout))
 
     def secret(self, name: str) -> str | None:
         record = self.inventory.secret_env(name)

@@ -81,9 +81,9 @@ print(json.dumps(out))""",
 # Prints {target: {"ok": bool, "status": int|None, "body": str, "error": str|None, "ms": float}}.
 IN_HOST_PROBE = Script(
     "in-host-probe",
-    """import json,socket,sys,time,urllib.request,urllib.error
+    """import json,socket,sys,threading,time,urllib.request,urllib.error
 timeout=float(sys.argv[1]); out={}
-for target in sys.argv[2:]:
+def probe(target):
     t0=time.monotonic(); r={'ok':False,'status':None,'body':'','error':None}
     try:
         if target.startswith('http://'):
@@ -102,6 +102,9 @@ for target in sys.argv[2:]:
         r['error']=type(exc).__name__+': '+str(exc)
     r['ms']=round((time.monotonic()-t0)*1000,1)
     out[target]=r
+threads=[threading.Thread(target=probe,args=(t,)) for t in sys.argv[2:]]
+for t in threads: t.start()
+for t in threads: t.join(timeout+2)
 print(json.dumps(out))""",
     lambda args: (
         len(args) >= 2
