@@ -27,7 +27,7 @@ from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.routing import ModelGraph, build_model_graph
 from conformance.inventory.model import HealthCheck, Inventory, Service
 from conformance.probes import ProbeResult, url_for
-from conformance.results import Outcome, Result, broken, skipped
+from conformance.results import Outcome, Result, broken, passed, skipped, violated
 from conformance.runtime import Runtime
 from conformance.transport.connection import HostUnavailable
 
@@ -388,6 +388,8 @@ def health_endpoint(case: Case) -> Result:
         record = case.inventory.secret_env(secret_name)
         variable = record.env if record else secret_name
         return broken(f"{check.path} needs the {secret_name} secret: set {variable} in the environment")
+    if check.per_model and case.service is not None and case.service.kind == "litellm":
+        return _health_per_model(case, headers)
     if check.vantage == "loopback":
         facts = _facts(case)
         fact = facts.probe(f"http://127.0.0.1:{check.port}{check.path}")
@@ -412,6 +414,38 @@ def health_endpoint(case: Case) -> Result:
         if blocker is not None:
             return blocker
     return result
+
+
+def _health_per_model(case: Case, headers: dict[str, str]) -> Result:
+    """LiteLLM's /health?model=<handle> per handle: a usable status code per deployment
+    (the global /health answers 200 even when every deployment is down)."""
+    assert case.runtime is not None and case.health is not None and case.port is not None
+    check = case.health
+    host = case.host_record
+    if not host.address:
+        raise FactUnavailable(f"no address for {host.name}")
+    graph, _ = model_graph(case)
+    results = []
+    for handle in graph.handles():
+        url = url_for(host.address, check.port, f"{check.path}?model={handle}")
+        results.append((handle, health.evaluate(check, case.port, case.runtime.lan_get(url, headers, check.timeout))))
+    bad = [(handle, result) for handle, result in results if result.outcome is not Outcome.PASSED]
+    evidence = {handle: result.summary for handle, result in results}
+    if not results:
+        return broken(f"{case.service.name if case.service else '?'} has no model handles to check")
+    if any(result.outcome is Outcome.VIOLATED for _, result in bad):
+        return violated(
+            f"{len(bad)} of {len(results)} model deployments are unhealthy",
+            *(f"{handle}: {result.summary}" for handle, result in bad),
+            **evidence,
+        )
+    if bad:
+        return broken(
+            f"{len(bad)} model health probes did not answer",
+            *(f"{handle}: {result.summary}" for handle, result in bad),
+            **evidence,
+        )
+    return passed(f"all {len(results)} model deployments answer {check.path} healthy", **evidence)
 
 
 def _secret_for(check: HealthCheck) -> str:
@@ -444,6 +478,7 @@ def prefetch_plan(runtime: Runtime, services: set[str]) -> list[Callable[[], obj
             or check.vantage != "lan"
             or not address
             or headers is None
+            or check.per_model
             or (check.calls_models and not runtime.options.model_health)
         ):
             continue

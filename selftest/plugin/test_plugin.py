@@ -141,3 +141,31 @@ def test_unreachable_host_is_one_error_cause_not_a_failure(harness_project, monk
     assert sum('"kind": "connect"' in line for line in audit) == 1, "one connect attempt, then the cause is reused"
     bulletin = (tmp_path / "bulletin.jsonl").read_text().splitlines()
     assert len(bulletin) == 1 and "host-reachable/mini" in bulletin[0]
+
+
+def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
+    """Two -n 2 runs against one bulletin, both finding the same unreachable hosts."""
+    import subprocess
+    import sys
+
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "hosts:\n"
+        f"  - name: mini\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
+        f"  - name: studio\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
+    )
+    bulletin = tmp_path / "bulletin.jsonl"
+    command = [sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:randomly", f"--site={site}",
+               f"--bulletin={bulletin}", "-m", "hosts or contracts"]
+    runs = [subprocess.Popen(command, cwd=harness_project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert all(run.returncode == 1 for run in runs), outputs
+    lines = bulletin.read_text().splitlines()
+    import json
+
+    entries = [json.loads(line) for line in lines]  # every line whole
+    fingerprints = [entry["fingerprint"] for entry in entries if entry["event"] == "opened"]
+    assert sorted(fingerprints) == ["gateway/host-reachable/mini/-", "gateway/host-reachable/studio/-"], entries
