@@ -37,6 +37,13 @@ def add_lab_parser(subparsers: Any) -> None:
     ap = dsub.add_parser("apply", help="apply one drift and wait until it is in effect")
     ap.add_argument("name")
     dsub.add_parser("reset", help="revert every applied drift and wait until healthy")
+    sc = sub.add_parser("scale", help="extra minimal hosts gc-s01.. for the scale benchmark")
+    ssub = sc.add_subparsers(dest="scale_command", metavar="ACTION", required=True)
+    sup = ssub.add_parser("up", help="exactly N scale hosts running and ready (s01..sNN)")
+    sup.add_argument("n", type=int, metavar="N")
+    ssub.add_parser("down", help="stop and remove every scale host (the main lab is left alone)")
+    sst = ssub.add_parser("status", help="scale hosts and their readiness (exit 1 if one is not ready)")
+    sst.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run_lab_command(args: argparse.Namespace) -> int:
@@ -98,6 +105,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return exec_in(args.host, argv, timeout=args.timeout, capture=False).returncode
     if cmd == "drift":
         return _drift(args)
+    if cmd == "scale":
+        return _scale(args)
     raise LabError(f"unknown lab command {cmd!r}")
 
 
@@ -128,6 +137,40 @@ def _drift(args: argparse.Namespace) -> int:
             print("no drift applied; nothing to do")
         return 0
     raise LabError(f"unknown drift action {action!r}")
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from . import scale
+
+    action = args.scale_command
+    if action == "up":
+        info = scale.scale_up(args.n)
+        if info.stopped:
+            print(f"stopped extra scale hosts: {', '.join(info.stopped)}")
+        if not info.started:
+            print(f"{len(info.hosts)} scale host(s) already up and ready; nothing started ({info.seconds:.1f} s)")
+        else:
+            kind = " (golden rootfs built first)" if info.golden_built else ""
+            print(f"{len(info.hosts)} scale host(s) up in {info.seconds:.1f} s{kind}, "
+                  f"{len(info.started)} started; known_hosts in {info.known_hosts}")
+        return 0
+    if action == "down":
+        done, secs = scale.scale_down()
+        print(f"scale down: removed {len(done)} host(s) ({secs:.1f} s)")
+        return 0
+    if action == "status":
+        rows = scale.scale_status()
+        if args.json:
+            print(json.dumps({r.name: {"machine": r.machine, "addr": r.addr, "running": r.running,
+                                       "ready": r.problem is None, "problem": r.problem} for r in rows}, indent=2))
+        else:
+            if not rows:
+                print("no scale hosts")
+            for r in rows:
+                state = "ready" if r.problem is None else r.problem
+                print(f"{r.name:<4} {r.machine:<8} {r.addr:<15} {state}")
+        return 0 if all(r.problem is None for r in rows) else 1
+    raise LabError(f"unknown scale action {action!r}")
 
 
 def _print_table(status: dict[str, Any]) -> None:
