@@ -242,7 +242,7 @@ def service_runs_as_declared_user(
     expected_uid = facts.user_ids.get(service.user)
     if expected_uid is None:
         return violated(f"the account {service.user!r} of {service.name} does not exist on {service.host}")
-    names = {uid: name for name, uid in facts.user_ids.items()}
+    names = {**facts.account_names, **{uid: name for name, uid in facts.user_ids.items()}}
     for unit_name, pid in main_pids:
         process = facts.processes.get(pid) if pid else None
         if process is None:

@@ -228,6 +228,7 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     if host.service_manager == "launchd":
         _read_plists(facts, plan)
     accounts = _json(next(results), facts, "accounts") or {}
+    facts.account_names = {int(uid): name for uid, name in (accounts.pop("", None) or {}).items()}
     facts.user_homes = {user: (entry or {}).get("home") for user, entry in accounts.items()}
     facts.user_ids = {user: int(entry["uid"]) for user, entry in accounts.items() if entry}
     if plan.venvs:

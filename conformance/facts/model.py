@@ -87,6 +87,7 @@ class HostFacts:
     files: dict[str, FileFact] = field(default_factory=dict)  # key: declared path (+ scope)
     user_homes: dict[str, str | None] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
+    account_names: dict[int, str] = field(default_factory=dict)
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     hf_caches: dict[str, dict[str, Any]] = field(default_factory=dict)
     probes: dict[str, ProbeFact] = field(default_factory=dict)
