@@ -102,7 +102,9 @@ def _run(args: argparse.Namespace) -> int:
 
         for key, value in secrets_env().items():
             env.setdefault(key, value)
-    command = [sys.executable, "-m", "pytest", "-n", "auto", *extra]
+    # --rootdir: pytest otherwise derives it from path-like arguments (an inventory in /tmp
+    # would move it and lose this project's testpaths and markers).
+    command = [sys.executable, "-m", "pytest", f"--rootdir={PROJECT_ROOT}", "-n", "auto", *extra]
     return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
 
 

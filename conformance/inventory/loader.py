@@ -83,6 +83,8 @@ def _read_with_extends(path: Path, depth: int = 0) -> Any:
                 )
             ]
         )
+    # Paths are relative to the file that names them, whichever file extends it.
+    _resolve_relative_paths(document, path.resolve().parent)
     parent = document.pop("extends", None)
     if parent is None:
         return document
@@ -294,7 +296,6 @@ def load_inventory(
             document = merge(document, env_overlay)
     except YamlSourceError as exc:
         raise InventoryError([InventoryIssue(exc.mark, "", exc.message)]) from None
-    _resolve_relative_paths(document, inventory_path.resolve().parent)
     try:
         inventory = Inventory.model_validate(document)
     except ValidationError as exc:

@@ -234,3 +234,12 @@ def test_cli_inventory_check(tmp_path, gateway_yaml_text, capsys):
     assert cli_main(["inventory", "check", str(path)]) != 0
     err = capsys.readouterr().err
     assert re.search(r"broken\.yaml:\d+:\d+: ports\[1\]\.exposre: unknown key", err), err
+
+
+def test_relative_key_paths_resolve_against_the_file_that_names_them(tmp_path):
+    child = tmp_path / "elsewhere" / "site-lab.yaml"
+    child.parent.mkdir()
+    child.write_text(f"extends: {INVENTORY_DIR / 'lab.yaml'}\nhosts:\n  - name: studio\n    ssh: {{known_hosts: kh}}\n")
+    inventory = load_inventory(child, environ={})
+    assert inventory.host("mini").ssh.known_hosts == str((INVENTORY_DIR / ".." / ".lab" / "known_hosts").resolve())
+    assert inventory.host("studio").ssh.known_hosts == str(child.parent / "kh")
