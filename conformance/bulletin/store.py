@@ -96,9 +96,18 @@ class BulletinUpdate:
 
 
 def update_bulletin(
-    path: Path, results: list[Result], run_id: str, reminder_after_hours: float | None
+    path: Path,
+    results: list[Result],
+    run_id: str,
+    reminder_after_hours: float | None,
+    complete_run: bool = False,
 ) -> BulletinUpdate:
-    """Fold this run's results into the bulletin; one entry per root cause."""
+    """Fold this run's results into the bulletin; one entry per root cause.
+
+    ``complete_run``: this run checked the whole inventory (nothing deselected), so an open
+    entry whose check did not run at all no longer exists (the inventory changed): it is
+    resolved as retired rather than left open for ever.
+    """
     roots: dict[str, Result] = {}
     blocked: dict[str, list[str]] = {}
     passed: set[str] = set()
@@ -134,8 +143,11 @@ def update_bulletin(
             ):
                 new_entries.append(_entry("reminder", result, run_id, dependents, fingerprint))
                 update.reminded.append(fingerprint)
-        for fingerprint in sorted(passed):
+        seen = {result.subject.fingerprint for result in results if result.subject} | set(roots)
+        retired = sorted(set(state) - seen) if complete_run else []
+        for fingerprint in sorted(passed) + retired:
             if fingerprint in state and fingerprint not in roots:
+                why = "resolved" if fingerprint in passed else "retired (the check is no longer in the inventory)"
                 entry = dict(state[fingerprint].opened)
                 entry.update(
                     {
@@ -143,7 +155,7 @@ def update_bulletin(
                         "run": run_id,
                         "event": "resolved",
                         "outcome": "passed",
-                        "summary": f"resolved: {state[fingerprint].opened.get('summary', '')}"[:500],
+                        "summary": f"{why}: {state[fingerprint].opened.get('summary', '')}"[:500],
                         "evidence": {},
                         "details": [],
                         "blocked": [],

@@ -85,8 +85,13 @@ class ControllerSink:
         if not self.results:
             return
         try:
+            complete = exitstatus in (0, 1) and not session.shouldstop and self._whole_inventory()
             self.update = update_bulletin(
-                self.bulletin, self.results, self.config.stash[RUN_ID_KEY], self.inventory.bulletin.reminder_after_hours
+                self.bulletin,
+                self.results,
+                self.config.stash[RUN_ID_KEY],
+                self.inventory.bulletin.reminder_after_hours,
+                complete_run=complete,
             )
         except (OSError, ValueError, TimeoutError) as exc:
             self.bulletin_error = str(exc)
@@ -95,6 +100,21 @@ class ControllerSink:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.results:
             terminalreporter.write_line(self.summary_line())
+
+    def _whole_inventory(self) -> bool:
+        """Whether this run checked everything (no -k/-m, host or service selection, paths)."""
+        option = self.config.option
+        if (
+            option.keyword
+            or option.markexpr
+            or getattr(option, "conformance_host", None)
+            or getattr(option, "conformance_service", None)
+            or getattr(option, "maxfail", 0)
+        ):
+            return False
+        testpaths = self.config.getini("testpaths")
+        args = [arg for arg in self.config.args if not arg.startswith("-")]
+        return not args or sorted(args) == sorted(testpaths)
 
     def counts(self) -> dict[Outcome, int]:
         counts = dict.fromkeys(Outcome, 0)

@@ -134,3 +134,14 @@ def test_cli_prints_open_entries(tmp_path, capsys):
     assert cli_main(["bulletin", "--file", str(path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["owner"] == "optillm-proxy"
+
+
+def test_entry_of_a_check_that_no_longer_exists_is_retired_by_a_complete_run(tmp_path):
+    path = tmp_path / "bulletin.jsonl"
+    gone = subject("port-bound", port=4999)
+    update_bulletin(path, [result(Outcome.VIOLATED, gone), result(Outcome.VIOLATED, BOUND)], "r1", 24)
+    partial = update_bulletin(path, [result(Outcome.VIOLATED, BOUND)], "r2", 24, complete_run=False)
+    assert partial.resolved == [] and partial.still_open == 2
+    complete = update_bulletin(path, [result(Outcome.VIOLATED, BOUND)], "r3", 24, complete_run=True)
+    assert complete.resolved == [gone.fingerprint] and complete.still_open == 1
+    assert read_entries(path)[-1]["summary"].startswith("retired (the check is no longer in the inventory)")
