@@ -9,25 +9,14 @@ a test being its host, read from the test's case id (the controller knows the in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from xdist.scheduler.loadscope import LoadScopeScheduling
 
 from conformance.cases import cases_for
-from conformance.inventory.model import Inventory
+from conformance.inventory.model import ContractCheck, Inventory
 
-CHECK_KINDS = (
-    "clients_call_litellm_only",
-    "optillm_local_only",
-    "optillm_upstream_is_litellm",
-    "no_routing_loop",
-    "gateway_never_runs_inference",
-    "showroom_models_present",
-    "transformers_pin",
-    "hf_cache_path",
-    "hf_token_present",
-    "dependencies_reachable",
-)
+CHECK_KINDS: tuple[str, ...] = get_args(ContractCheck)
 
 
 def host_of_case_ids(inventory: Inventory, kinds: tuple[str, ...]) -> dict[str, str]:

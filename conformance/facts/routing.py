@@ -99,31 +99,24 @@ class ModelGraph:
             visit(start, [])
         return found
 
-    def terminals(self, handle: str) -> list[tuple[str, str]]:
-        result: list[tuple[str, str]] = []
+    def _reachable(self, handle: str) -> set[str]:
+        """Every node a request for ``handle`` can pass through (cycles included once)."""
         stack, seen = [f"litellm:{handle}"], set()
         while stack:
             node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            result.extend(self.leaves.get(node, []))
-            stack.extend(self.edges.get(node, []))
-        return sorted(set(result))
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.edges.get(node, []))
+        return seen
+
+    def terminals(self, handle: str) -> list[tuple[str, str]]:
+        return sorted({leaf for node in self._reachable(handle) for leaf in self.leaves.get(node, [])})
 
     def dangling(self, handle: str) -> list[str]:
-        missing: list[str] = []
-        stack, seen = [f"litellm:{handle}"], set()
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            for nxt in self.edges.get(node, []):
-                if nxt.startswith("litellm:") and nxt not in self._declared:
-                    missing.append(nxt)
-                stack.append(nxt)
-        return sorted(set(missing))
+        """LiteLLM handles the route reaches that router.yaml does not declare."""
+        return sorted(
+            node for node in self._reachable(handle) if node.startswith("litellm:") and node not in self._declared
+        )
 
     def local_inference_handles(self) -> list[tuple[str, str]]:
         return list(self.local_targets)
