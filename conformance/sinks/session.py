@@ -17,6 +17,7 @@ import pytest
 from conformance.bulletin.store import BulletinUpdate, update_bulletin
 from conformance.inventory.model import Inventory
 from conformance.report.allure_labels import environment_properties
+from conformance.report.junit import mark_broken_as_errors
 from conformance.results import Outcome, Result
 
 RUN_ID_KEY = pytest.StashKey[str]()
@@ -59,6 +60,7 @@ class ControllerSink:
         self.reports = reports
         self.bulletin = bulletin_path(config, reports)
         self.results: list[Result] = []
+        self.broken_nodeids: list[str] = []
         self.update: BulletinUpdate | None = None
         self.bulletin_error: str | None = None
 
@@ -69,9 +71,14 @@ class ControllerSink:
         result = result_of(report)
         if result is not None:
             self.results.append(result)
+            if result.outcome is Outcome.BROKEN:
+                self.broken_nodeids.append(report.nodeid)
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(trylast=True)  # after junitxml has written its file
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        xmlpath = getattr(self.config.option, "xmlpath", None)
+        if xmlpath and Path(xmlpath).is_file():
+            mark_broken_as_errors(Path(xmlpath), self.broken_nodeids)
         allure_dir = getattr(self.config.option, "allure_report_dir", None)
         if allure_dir and Path(allure_dir).is_dir():
             (Path(allure_dir) / "environment.properties").write_text(

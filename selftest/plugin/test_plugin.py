@@ -124,14 +124,12 @@ def test_unreachable_host_is_one_error_cause_not_a_failure(harness_project, monk
     site.write_text("hosts:\n  - name: mini\n    ssh: {port: 1}\n")
     result = harness_project.runpytest(
         "-q",
-        "--site",
-        str(site),
+        f"--site={site}",
         "--conformance-host",
         "mini",
         "-m",
         "hosts",
-        "--bulletin",
-        str(tmp_path / "bulletin.jsonl"),
+        f"--bulletin={tmp_path / 'bulletin.jsonl'}",
     )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0, result.stdout.str()
@@ -141,6 +139,9 @@ def test_unreachable_host_is_one_error_cause_not_a_failure(harness_project, monk
     assert sum('"kind": "connect"' in line for line in audit) == 1, "one connect attempt, then the cause is reused"
     bulletin = (tmp_path / "bulletin.jsonl").read_text().splitlines()
     assert len(bulletin) == 1 and "host-reachable/mini" in bulletin[0]
+    junit = (harness_project.path / "reports" / "junit.xml").read_text()
+    assert "<failure" not in junit and junit.count("<error") >= 5
+    assert 'failures="0"' in junit
 
 
 def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
@@ -157,10 +158,24 @@ def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
         f"  - name: studio\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
     )
     bulletin = tmp_path / "bulletin.jsonl"
-    command = [sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:randomly", f"--site={site}",
-               f"--bulletin={bulletin}", "-m", "hosts or contracts"]
-    runs = [subprocess.Popen(command, cwd=harness_project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-n",
+        "2",
+        "-q",
+        "-p",
+        "no:randomly",
+        f"--site={site}",
+        f"--bulletin={bulletin}",
+        "-m",
+        "hosts or contracts",
+    ]
+    runs = [
+        subprocess.Popen(command, cwd=harness_project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=120)[0] for run in runs]
     assert all(run.returncode == 1 for run in runs), outputs
     lines = bulletin.read_text().splitlines()
