@@ -8,7 +8,6 @@ broken Result that names the cause and, when known, the root cause it is blocked
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 
@@ -507,7 +506,3 @@ def _json_or_none(text: str) -> object:
         return json.loads(text)
     except ValueError:
         return None
-
-
-def env_value(name: str) -> str | None:
-    return os.environ.get(name)

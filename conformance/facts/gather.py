@@ -107,10 +107,6 @@ def venv_path(service: Service) -> str | None:
     return posixpath.join(service.repo_root, service.venv) if service.repo_root else None
 
 
-def lan_ports_of(inventory: Inventory, host: str) -> list[Port]:
-    return [port for port in inventory.ports if port.host == host]
-
-
 def build_plan(inventory: Inventory, host: Host) -> HostPlan:
     plan = HostPlan(host)
     for service in inventory.services_on(host.name):

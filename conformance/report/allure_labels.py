@@ -8,8 +8,6 @@ when allure-pytest is not active.
 
 from __future__ import annotations
 
-import json
-
 from conformance.cases import Case
 from conformance.redact import redact
 from conformance.results import Result
@@ -52,7 +50,3 @@ def environment_properties(inventory_path: str, run_id: str, version: str, layer
         "layer": layer,
     }
     return "".join(f"{key}={value}\n" for key, value in values.items())
-
-
-def dump(result: Result) -> str:
-    return json.dumps(json.loads(result.to_json()), indent=2)
