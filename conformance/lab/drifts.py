@@ -256,6 +256,33 @@ def _high_loopback_only() -> tuple[Callable[[], Data], Callable[[Data], None]]:
     return apply, revert
 
 
+def _start_http_listener(host: str, unit: str, port: int, bind: str) -> None:
+    # As nobody, serving an empty folder: a stray listener, not a data leak.
+    inside(
+        host,
+        "systemd-run",
+        f"--unit={unit}",
+        "--uid=nobody",
+        "--gid=nogroup",
+        "--property=TemporaryFileSystem=/srv/empty",
+        "--working-directory=/",
+        "python3",
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        bind,
+        "--directory",
+        "/srv/empty",
+    )
+    wait_for(lambda: listening(host, bind, port), f"{bind}:{port}", host, unit)
+
+
+def _stop_transient(host: str, unit: str) -> None:
+    exec_in(host, ["systemctl", "stop", unit], timeout=60)
+    exec_in(host, ["systemctl", "reset-failed", unit], timeout=30)
+
+
 def _port_impostor() -> tuple[Callable[[], Data], Callable[[Data], None]]:
     """The proxy moves to 4021 and another process takes 127.0.0.1:4020 in its place."""
     unit = "gc-drift-impostor"
@@ -264,29 +291,11 @@ def _port_impostor() -> tuple[Callable[[], Data], Callable[[Data], None]]:
         edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_PORT", "4021"))
         inside(c.MINI, "systemctl", "restart", c.OPTILLM_PROXY_UNIT, timeout=90)
         wait_for(lambda: listening(c.MINI, "127.0.0.1", 4021), "optillm-proxy on 127.0.0.1:4021", c.MINI)
-        inside(
-            c.MINI,
-            "systemd-run",
-            f"--unit={unit}",
-            "--uid=nobody",
-            "--gid=nogroup",
-            "--property=TemporaryFileSystem=/srv/empty",
-            "--working-directory=/",
-            "python3",
-            "-m",
-            "http.server",
-            str(c.OPTILLM_PROXY_PORT),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            "/srv/empty",
-        )
-        wait_for(proxy_ready(), f"impostor on 127.0.0.1:{c.OPTILLM_PROXY_PORT}", c.MINI, unit)
+        _start_http_listener(c.MINI, unit, c.OPTILLM_PROXY_PORT, "127.0.0.1")
         return {}
 
     def revert(_: Data) -> None:
-        exec_in(c.MINI, ["systemctl", "stop", unit], timeout=60)
-        exec_in(c.MINI, ["systemctl", "reset-failed", unit], timeout=30)
+        _stop_transient(c.MINI, unit)
         restore(c.MINI, c.OPTILLM_PROXY_ENV)
         restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
 
@@ -295,30 +304,11 @@ def _port_impostor() -> tuple[Callable[[], Data], Callable[[Data], None]]:
 
 def _transient_listener(host: str, unit: str, port: int) -> tuple[Callable[[], Data], Callable[[Data], None]]:
     def apply() -> Data:
-        # As nobody, serving an empty folder: an undeclared listener, not a data leak.
-        inside(
-            host,
-            "systemd-run",
-            f"--unit={unit}",
-            "--uid=nobody",
-            "--gid=nogroup",
-            "--property=TemporaryFileSystem=/srv/empty",
-            "--working-directory=/",
-            "python3",
-            "-m",
-            "http.server",
-            str(port),
-            "--bind",
-            "0.0.0.0",
-            "--directory",
-            "/srv/empty",
-        )
-        wait_for(lambda: listening(host, "0.0.0.0", port), f"0.0.0.0:{port}", host, unit)
+        _start_http_listener(host, unit, port, "0.0.0.0")
         return {}
 
     def revert(_: Data) -> None:
-        exec_in(host, ["systemctl", "stop", unit], timeout=60)
-        exec_in(host, ["systemctl", "reset-failed", unit], timeout=30)
+        _stop_transient(host, unit)
         wait_for(lambda: port_free(host, port), f"port {port} to close", host)
 
     return apply, revert
