@@ -219,7 +219,11 @@ def declared_file_parses(service: Service, declared: str, file_format: str, fact
                         Requirement(text)
                     except InvalidRequirement as exc:
                         raise ParseError(fact.path, str(exc), line_no=number, line=line) from None
-    except (yaml.YAMLError, ParseError) as exc:
+    except ParseError as exc:
+        # A secret file's offending line may hold a key: name the line, never show it.
+        detail = f"line {exc.line_no}: {exc.reason}" if fact.secret else str(exc)
+        return violated(f"{fact.path} does not parse as {file_format}", detail)
+    except yaml.YAMLError as exc:
         return violated(f"{fact.path} does not parse as {file_format}", str(exc))
     shown = "(secret: content not shown)" if service and fact.secret else f"{len(fact.content.splitlines())} lines"
     return passed(f"{fact.path} exists and parses as {file_format}", **{"file": shown})
