@@ -102,6 +102,9 @@ class ControllerSink:
             )
         except (OSError, ValueError, TimeoutError) as exc:
             self.bulletin_error = str(exc)
+            # A run that lost its bulletin must not look green to the timer or CI.
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

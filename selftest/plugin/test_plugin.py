@@ -184,3 +184,15 @@ def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
     entries = [json.loads(line) for line in lines]  # every line whole
     fingerprints = [entry["fingerprint"] for entry in entries if entry["event"] == "opened"]
     assert sorted(fingerprints) == ["gateway/host-reachable/mini/-", "gateway/host-reachable/studio/-"], entries
+
+
+def test_a_run_that_cannot_write_its_bulletin_does_not_exit_zero(harness_project, tmp_path):
+    """Every check skipped (exit 0 on its own), but the bulletin's directory is a file."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = harness_project.runpytest(
+        "-q", "--conformance-service", "optillm-local", "-k", "bound", f"--bulletin={blocker / 'bulletin.jsonl'}"
+    )
+    result.assert_outcomes(skipped=2)
+    assert "bulletin NOT written" in result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
