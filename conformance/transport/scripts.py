@@ -11,8 +11,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
-_HOSTPORT = re.compile(r"^[A-Za-z0-9.:_-]+$")
+# Applied with fullmatch ("$" would accept a trailing newline).
+_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*")
+_HOSTPORT = re.compile(r"[A-Za-z0-9.:_\[\]-]+:[0-9]{1,5}")
+_URL = re.compile(r"http://[A-Za-z0-9.:_\[\]-]+(/[A-Za-z0-9._~/%-]*)?")
+_SECONDS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3})?")
+_ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ for venv in sys.argv[1:]:
         if name: found[name]=d.version
     out[venv]={'site_packages':paths,'packages':found}
 print(json.dumps(out))""",
-    lambda args: bool(args) and all(_PATH.match(arg) for arg in args),
+    lambda args: bool(args) and all(_PATH.fullmatch(arg) for arg in args),
 )
 
 # Lists the models present in each HF hub cache: {cache: {"exists": bool, "models": {...}}}.
@@ -74,7 +78,7 @@ for cache in sys.argv[1:]:
             entry['models'][model]=complete
     out[cache]=entry
 print(json.dumps(out))""",
-    lambda args: bool(args) and all(_PATH.match(arg) for arg in args),
+    lambda args: bool(args) and all(_PATH.fullmatch(arg) for arg in args),
 )
 
 # One GET per URL or one TCP connect per host:port, from inside the host, with a timeout.
@@ -108,11 +112,8 @@ for t in threads: t.join(timeout+2)
 print(json.dumps(out))""",
     lambda args: (
         len(args) >= 2
-        and re.match(r"^\d+(\.\d+)?$", args[0]) is not None
-        and all(
-            (arg.startswith("http://") and " " not in arg and len(arg) < 300) or _HOSTPORT.match(arg)
-            for arg in args[1:]
-        )
+        and _SECONDS.fullmatch(args[0]) is not None
+        and all(len(arg) < 300 and (_URL.fullmatch(arg) or _HOSTPORT.fullmatch(arg)) for arg in args[1:])
     ),
 )
 
@@ -128,7 +129,7 @@ for user in sys.argv[1:]:
 # Names of every account by uid, so a process is named by its real owner in evidence.
 out['']={str(e.pw_uid):e.pw_name for e in pwd.getpwall()}
 print(json.dumps(out))""",
-    lambda args: bool(args) and all(re.match(r"^[a-z_][a-z0-9_.-]*$", arg) for arg in args),
+    lambda args: bool(args) and all(_ACCOUNT.fullmatch(arg) for arg in args),
 )
 
 ALL_SCRIPTS = (PACKAGE_VERSIONS, HF_CACHE_LISTING, IN_HOST_PROBE, USER_HOMES)

@@ -159,6 +159,43 @@ BROKEN = {
         "services[0].unit.manager",
         "uses systemd, not launchd",
     ),
+    # Values that reach a command line on a host follow the real program's grammar.
+    "unit-name-is-an-option": (
+        "      name: litellm-orch.service",
+        "      name: -Hroot@elsewhere.service",
+        "services[0].unit.name",
+        "would be read as an option",
+    ),
+    "unit-name-not-systemd": (
+        "      name: litellm-orch.service",
+        "      name: litellm orch.service",
+        "services[0].unit.name",
+        "not a valid systemd unit name",
+    ),
+    "unit-name-unknown-type": (
+        "      name: litellm-orch.service",
+        "      name: litellm-orch.servic",
+        "services[0].unit.name",
+        "unknown unit type",
+    ),
+    "unit-path-relative": (
+        "      path: /etc/systemd/system/litellm-orch.service",
+        "      path: etc/systemd/system/litellm-orch.service",
+        "services[0].unit.path",
+        "must be absolute",
+    ),
+    "file-path-control-character": (
+        "      - path: /etc/optillm-proxy/env",
+        '      - path: "/etc/optillm-proxy/env\\x1b"',
+        "services[1].files[0].path",
+        "control character",
+    ),
+    "file-path-option": (
+        "      - path: /etc/optillm-proxy/env",
+        "      - path: --help",
+        "services[1].files[0].path",
+        "would be read as an option",
+    ),
     "invalid-yaml": ("layer:\n  name: gateway", "layer:\n  name: [gateway", "", "invalid YAML"),
     "not-a-mapping": (None, "- just\n- a list\n", "", "must be a YAML mapping"),
 }
