@@ -196,3 +196,14 @@ def test_a_run_that_cannot_write_its_bulletin_does_not_exit_zero(harness_project
     result.assert_outcomes(skipped=2)
     assert "bulletin NOT written" in result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+
+
+def test_yaml_alias_bomb_inventory_is_a_usage_error(harness_project):
+    from selftest.unit.test_inventory import BILLION_LAUGHS
+
+    bomb = harness_project.path / "inventory" / "bomb.yaml"
+    text = (harness_project.path / "inventory" / "gateway.yaml").read_text()
+    bomb.write_text(text + "\nnotes_bomb:\n" + "".join(f"  {line}\n" for line in BILLION_LAUGHS.splitlines()))
+    result = harness_project.runpytest("--inventory", str(bomb))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "alias bomb" in result.stderr.str() and len(result.stderr.str()) < 5000
