@@ -23,6 +23,7 @@ from conformance.facts.environment import (
 )
 from conformance.facts.gather import file_key, unit_of, venv_path
 from conformance.facts.model import FactUnavailable, HostFacts
+from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.facts.routing import ModelGraph, build_model_graph
 from conformance.inventory.model import HealthCheck, Inventory, Service
 from conformance.probes import ProbeResult, url_for
@@ -156,7 +157,7 @@ def model_graph(case: Case) -> tuple[ModelGraph, HostFacts]:
     try:
         router = yaml.safe_load(content) or {}
     except yaml.YAMLError as exc:
-        raise FactUnavailable(f"{router_file.path} is not valid YAML: {exc}") from None
+        raise FactUnavailable(f"not valid YAML: {describe_yaml_error(router_file.path, exc)}") from None
     env = service_environment(facts, litellm)
     return build_model_graph(router, env, case.inventory, litellm.name), facts
 
@@ -251,7 +252,7 @@ def showroom(case: Case) -> Result:
     litellm_port = next(port for port in inventory.ports_of(litellm.name) if port.state == "active")
     if key and litellm_host.address:
         probe = case.runtime.lan_get(
-            url_for(litellm_host.address, litellm_port.port, "/v1/models"), {"Authorization": f"Bearer {key}"}
+            url_for(litellm_host.address, litellm_port.port, "/v1/models"), {"Authorization": f"Bearer {key.reveal()}"}
         )
         if probe.status == 200 and isinstance(probe.json, dict):
             live_handles = sorted(str(item.get("id")) for item in probe.json.get("data", []) if isinstance(item, dict))
@@ -456,7 +457,7 @@ def _auth_headers(runtime: Runtime, check: HealthCheck) -> dict[str, str] | None
     if check.auth == "none":
         return {}
     key = runtime.secret(_secret_for(check))
-    return {"Authorization": f"Bearer {key}"} if key else None
+    return {"Authorization": f"Bearer {key.reveal()}"} if key else None
 
 
 def prefetch_plan(runtime: Runtime, services: set[str]) -> list[Callable[[], object]]:
@@ -491,7 +492,11 @@ def prefetch_plan(runtime: Runtime, services: set[str]) -> list[Callable[[], obj
         key = runtime.secret("litellm-master-key")
         if key:
             plan.append(
-                partial(runtime.lan_get, url_for(address, port.port, "/v1/models"), {"Authorization": f"Bearer {key}"})
+                partial(
+                    runtime.lan_get,
+                    url_for(address, port.port, "/v1/models"),
+                    {"Authorization": f"Bearer {key.reveal()}"},
+                )
             )
         for local in inventory.ports:
             if local.host == service.host and local.exposure == "local":

@@ -22,7 +22,7 @@ from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
 from conformance.probes import ProbeResult, http_get, tcp_connect
-from conformance.redact import register_secret_env
+from conformance.redact import Secret, register_secret_env
 from conformance.transport.audit import AuditLog
 from conformance.transport.connection import ConnectionPool, HostUnavailable
 
@@ -169,16 +169,19 @@ class Runtime:
             f"TCP {address}:{port}", address, lambda: tcp_connect(address, port, self.options.lan_timeout)
         )
 
-    def secret(self, name: str) -> str | None:
+    def secret(self, name: str) -> Secret | None:
+        """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it)."""
         record = self.inventory.secret_env(name)
         if record is None:
             return None
         if record.file:
             try:
-                return Path(record.file).read_text(encoding="utf-8").strip() or None
+                value = Path(record.file).read_text(encoding="utf-8").strip()
             except OSError:
                 return None
-        return os.environ.get(record.env) or None
+        else:
+            value = os.environ.get(record.env, "")
+        return Secret(value) if value else None
 
     def close(self) -> None:
         self.pool.close_all()

@@ -13,6 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.parsers import Listener, ParseError, parse_env_file
+from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.inventory.model import Host, Inventory, Port, Service, Unit
 from conformance.results import Result, broken, passed, skipped, violated
 
@@ -224,7 +225,7 @@ def declared_file_parses(service: Service, declared: str, file_format: str, fact
         detail = f"line {exc.line_no}: {exc.reason}" if fact.secret else str(exc)
         return violated(f"{fact.path} does not parse as {file_format}", detail)
     except yaml.YAMLError as exc:
-        return violated(f"{fact.path} does not parse as {file_format}", str(exc))
+        return violated(f"{fact.path} does not parse as {file_format}", describe_yaml_error(fact.path or "", exc))
     shown = "(secret: content not shown)" if service and fact.secret else f"{len(fact.content.splitlines())} lines"
     return passed(f"{fact.path} exists and parses as {file_format}", **{"file": shown})
 

@@ -18,8 +18,9 @@ import yaml
 from conformance.facts.gather import file_key, resolve_path, unit_of
 from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.parsers import ParseError, parse_env_file, substitute_vars
+from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.inventory.model import Port, Service
-from conformance.redact import register_env_values
+from conformance.redact import register_env_values, register_structure, strip_userinfo
 
 # OptiLLM 0.3.x flags and the variables they fall back to (llm-services.md 2.3).
 OPTILLM_FLAGS: dict[str, tuple[str, str]] = {
@@ -49,7 +50,8 @@ def service_environment(facts: HostFacts, service: Service, port: Port | None = 
         try:
             values = parse_env_file(fact.content, path)
         except ParseError as exc:
-            raise FactUnavailable(f"EnvironmentFile {path} does not parse: {exc}") from None
+            where = f", line {exc.line_no}" if exc.line_no else ""
+            raise FactUnavailable(f"EnvironmentFile {path}{where} does not parse: {exc.reason}") from None
         register_env_values(values)
         env.update(values)
     return env
@@ -66,7 +68,13 @@ def instance_environment(facts: HostFacts, service: Service, port: Port) -> dict
         if fact is not None and fact.content is not None and not referenced:
             # launchd has no EnvironmentFile; an instance env file is then read by the
             # wrapper the plist runs, after the plist's own variables.
-            values = parse_env_file(fact.content, fact.path or port.env_file)
+            try:
+                values = parse_env_file(fact.content, fact.path or port.env_file)
+            except ParseError as exc:
+                # By line number only: the line of an env file may hold a key (ParseError
+                # from parse_env_file never carries the text, and this says so explicitly).
+                where = f", line {exc.line_no}" if exc.line_no else ""
+                raise FactUnavailable(f"env file {exc.source}{where} does not parse: {exc.reason}") from None
             register_env_values(values)
             env.update(values)
     return env
@@ -185,8 +193,9 @@ def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSett
     try:
         data = yaml.safe_load(substitute_vars(fact.content, settings.env))
     except yaml.YAMLError as exc:
-        settings.proxy_config_error = f"{fact.path}: invalid YAML: {exc}"
+        settings.proxy_config_error = f"invalid YAML: {describe_yaml_error(fact.path or declared, exc)}"
         return
+    register_structure(data)  # api_key values and URL passwords of the providers
     providers = (data or {}).get("providers") if isinstance(data, dict) else None
     if not isinstance(providers, list) or not providers:
         settings.proxy_config_error = f"{fact.path}: no providers (OptiLLM then falls back to its default client)"
@@ -196,7 +205,7 @@ def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSett
             settings.providers.append(
                 {
                     "name": provider.get("name"),
-                    "base_url": provider.get("base_url"),
+                    "base_url": strip_userinfo(str(provider.get("base_url") or "")) or None,
                     "has_api_key": bool(provider.get("api_key")),
                 }
             )

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.inventory.model import Inventory, Port
+from conformance.redact import register_structure, strip_userinfo
 
 # LiteLLM provider prefixes: "openai/x" sends model "x" to an OpenAI-compatible api_base.
 PROVIDER_PREFIXES = {
@@ -141,13 +142,16 @@ def _endpoint_port(inventory: Inventory, gateway_host: str, url: str) -> tuple[P
         names = {value.lower() for value in (host.address, host.hostname) if value}
         if (local and port.host == gateway_host) or hostname in names:
             return port, f"{port.host}:{port.port}"
-    return None, parts.netloc or url
+    # The host and port only: a netloc keeps "user:password@".
+    where = f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else parts.hostname
+    return None, where or strip_userinfo(url)
 
 
 def build_model_graph(
     router: Mapping[str, Any], env: Mapping[str, str], inventory: Inventory, litellm_service: str
 ) -> ModelGraph:
     """Build the graph from LiteLLM's router.yaml (``os.environ/NAME`` resolved from ``env``)."""
+    register_structure(router)  # api_key, master_key and URL passwords of router.yaml
     graph = ModelGraph()
     litellm = inventory.service(litellm_service)
     proxy_upstreams = {
@@ -159,7 +163,9 @@ def build_model_graph(
             graph._declared.add(f"litellm:{entry['model_name']}")
     for entry in entries:
         if not isinstance(entry, dict) or not entry.get("model_name"):
-            graph.notes.append(f"ignored model_list entry without model_name: {entry!r}"[:200])
+            # Never repr an entry: its litellm_params hold api_key.
+            keys = sorted(map(str, entry)) if isinstance(entry, dict) else [type(entry).__name__]
+            graph.notes.append(f"ignored model_list entry without model_name (keys: {', '.join(keys)})"[:200])
             continue
         node = f"litellm:{entry['model_name']}"
         graph.edges.setdefault(node, [])
@@ -191,7 +197,7 @@ def build_model_graph(
             target_host = port.host if port else None
             on_gateway = target_host == litellm.host or (port is None and _is_loopback_url(str(api_base)))
             if on_gateway and (service is None or service.tier != "gateway"):
-                graph.local_targets.append((entry["model_name"], f"{api_base} [{forwarded}]"))
+                graph.local_targets.append((entry["model_name"], f"{strip_userinfo(str(api_base))} [{forwarded}]"))
     return graph
 
 

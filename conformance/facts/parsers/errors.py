@@ -42,3 +42,16 @@ class ParseError(ValueError):
 
 def _rebuild(source: str, reason: str, line_no: int | None, line: str | None) -> ParseError:
     return ParseError(source, reason, line_no=line_no, line=line)
+
+
+def describe_yaml_error(source: str, exc: Exception) -> str:
+    """Where and why YAML failed to parse, without PyYAML's snippet of the offending line.
+
+    ``str()`` of a PyYAML MarkedYAMLError quotes the source line around the problem, and a
+    config file's lines hold ``api_key``s; this keeps the position and the reason only.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    if mark is not None:
+        return f"{source}, line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return f"{source}: {problem}"
