@@ -7,6 +7,7 @@ golden rootfs (content, mode and owner), so `reset` lands exactly on the conform
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -455,6 +456,130 @@ def _studio_down() -> tuple[Callable[[], Data], Callable[[Data], None]]:
     return apply, revert
 
 
+CANARY_DIR = "/srv/gc-canary"
+CANARY_LISTENER = "gc-drift-canary-body"
+PROXY_UNIT_FILE = f"/etc/systemd/system/{c.OPTILLM_PROXY_UNIT}.service"
+
+
+def _secret_canaries() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """Distinct canaries in every place a secret can live on the lab hosts.
+
+    Each canary is a fresh random value with no known key prefix, so only the harness's
+    redaction (registered values, URL userinfo, argv and key shapes) can hide it:
+
+    - env: a credential-named variable in the proxy's EnvironmentFile;
+    - wrapped: a key wrapped onto a line of its own in the balanced instance's env file
+      (systemd ignores the line; the harness must name the line number, never the text);
+    - argv: ``--optillm-api-key VALUE`` on the proxy's ExecStart;
+    - url_env / url_proxy_config / url_router: ``user:password@`` in OPTILLM_BASE_URL, in
+      proxy_config.yaml's provider base_url and in a router.yaml api_base;
+    - model_list_key: a literal ``api_key`` of a router.yaml model_list entry;
+    - body: an HTTP answer on the proxy's loopback port (the proxy moves to 4021 and a
+      stand-in serves ``/health`` with the canary in its body).
+
+    The canaries are kept in the drift's data, so a test can look for them in every output.
+    """
+    import secrets as random
+
+    balanced = instance("balanced")
+
+    def apply() -> Data:
+        canaries = {
+            name: f"gccanary{name.replace('_', '')}{random.token_hex(8)}"
+            for name in (
+                "env",
+                "wrapped",
+                "argv",
+                "url_env",
+                "url_proxy_config",
+                "url_router",
+                "model_list_key",
+                "body",
+            )
+        }
+        # Mini: the proxy's env file, config, unit, and the router.
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("GC_CANARY_API_KEY", canaries["env"]))
+        edit_text(
+            c.MINI,
+            c.OPTILLM_PROXY_ENV,
+            set_env("OPTILLM_BASE_URL", f"http://gcuser:{canaries['url_env']}@127.0.0.1:{c.LITELLM_PORT}/v1"),
+        )
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_PORT", "4021"))
+        edit_text(
+            c.MINI,
+            c.OPTILLM_PROXY_CONFIG,
+            lambda t: "".join(
+                f"    base_url: http://gcuser:{canaries['url_proxy_config']}@127.0.0.1:{c.LITELLM_PORT}/v1\n"
+                if ln.strip().startswith("base_url:")
+                else ln + "\n"
+                for ln in t.splitlines()
+            ),
+        )
+        edit_text(
+            c.MINI,
+            PROXY_UNIT_FILE,
+            lambda t: t.replace(
+                f"ExecStart={c.OPTILLM_PROXY_VENV}/bin/optillm\n",
+                f"ExecStart={c.OPTILLM_PROXY_VENV}/bin/optillm --optillm-api-key {canaries['argv']}\n",
+            ),
+        )
+        entry = (
+            "  - model_name: canary-route\n    litellm_params:\n      model: openai/labtiny/tiny-chat-high\n"
+            f"      api_base: http://gcuser:{canaries['url_router']}@{c.STUDIO_ADDR}:{instance('high').port}/v1\n"
+            f"      api_key: {canaries['model_list_key']}\n"
+        )
+        edit_text(
+            c.MINI,
+            c.ROUTER_YAML,
+            lambda t: t.replace("\n\nrouter_settings:", "\n" + entry.rstrip("\n") + "\n\nrouter_settings:", 1),
+        )
+        # Studio: a key wrapped onto its own line (no restart: systemd would skip the line).
+        edit_text(
+            c.STUDIO,
+            balanced.env_file,
+            lambda t: t + f"GC_CANARY_KEY=gc-wrapped-\n{canaries['wrapped']}\n",
+        )
+        # The stand-in answer on 127.0.0.1:4020.
+        folder = live(c.MINI, CANARY_DIR)
+        folder.mkdir(mode=0o755, exist_ok=True)
+        (folder / "health").write_text(json.dumps({"status": "ok", "token": canaries["body"]}) + "\n")
+        (folder / "health").chmod(0o644)
+        inside(c.MINI, "systemctl", "daemon-reload")
+        inside(c.MINI, "systemctl", "restart", c.OPTILLM_PROXY_UNIT, timeout=90)
+        wait_for(lambda: listening(c.MINI, "127.0.0.1", 4021), "optillm-proxy on 127.0.0.1:4021", c.MINI)
+        inside(
+            c.MINI,
+            "systemd-run",
+            f"--unit={CANARY_LISTENER}",
+            "--uid=nobody",
+            "--gid=nogroup",
+            "--working-directory=/",
+            "python3",
+            "-m",
+            "http.server",
+            str(c.OPTILLM_PROXY_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            CANARY_DIR,
+        )
+        wait_for(lambda: listening(c.MINI, "127.0.0.1", c.OPTILLM_PROXY_PORT), "canary body listener", c.MINI)
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+        return {"canaries": canaries}
+
+    def revert(_: Data) -> None:
+        _stop_transient(c.MINI, CANARY_LISTENER)
+        shutil.rmtree(live(c.MINI, CANARY_DIR), ignore_errors=True)
+        restore(c.STUDIO, balanced.env_file)
+        for path in (c.OPTILLM_PROXY_ENV, c.OPTILLM_PROXY_CONFIG, PROXY_UNIT_FILE, c.ROUTER_YAML):
+            restore(c.MINI, path)
+        inside(c.MINI, "systemctl", "daemon-reload")
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+
+    return apply, revert
+
+
 def _registry() -> dict[str, Drift]:
     balanced = instance("balanced")
     table: list[tuple[str, str, str, tuple[Callable[[], Data], Callable[[Data], None]]]] = [
@@ -532,6 +657,12 @@ def _registry() -> dict[str, Drift]:
             _high_loopback_only(),
         ),
         ("port-impostor", c.MINI, "the proxy moved to 4021; another process holds 127.0.0.1:4020", _port_impostor()),
+        (
+            "secret-canaries",
+            c.MINI,
+            "canary secrets in env files, a wrapped line, argv, URL userinfo, router api_key, a response body",
+            _secret_canaries(),
+        ),
     ]
     return {name: Drift(name, host, summary, fns[0], fns[1]) for name, host, summary, fns in table}
 

@@ -34,6 +34,41 @@ def test_canary_secrets_reach_no_report_and_no_terminal(run_suites, lab_env, tmp
         assert value not in produced, f"{name} leaked"
 
 
+def test_planted_canaries_reach_no_report_no_terminal_no_audit_log(run_suites, lab_env, tmp_path):
+    """Canaries in every place a secret lives on a lab host; none may come out anywhere.
+
+    The secret-canaries drift plants them (env file, wrapped line, ExecStart argv, URL
+    userinfo in router.yaml, the proxy env and proxy_config, a model_list api_key, an HTTP
+    body); optillm-local-mode and hf-cache-moved add failing checks whose evidence sits next
+    to them. The run also proves the planted places were read (a masked URL, the wrapped
+    line named by number), so an empty output cannot pass.
+    """
+    from conformance.lab import drift_apply, drift_reset
+    from conformance.lab.runtime import load_state
+
+    drift_apply("secret-canaries")
+    try:
+        canaries = next(d for d in load_state().drifts if d["name"] == "secret-canaries")["data"]["canaries"]
+        drift_apply("optillm-local-mode")
+        drift_apply("hf-cache-moved")
+        run = run_suites("--model-health", "-rA", bulletin=tmp_path / "bulletin.jsonl")
+    finally:
+        drift_reset()
+    assert run.exit_code == 1 and run.entries(), run.output
+    assert (run.reports / "audit.jsonl").is_file() and (run.reports / "junit.xml").is_file()
+    produced = {str(path): path.read_text(errors="replace") for path in run.reports.rglob("*") if path.is_file()}
+    produced["terminal"] = run.output
+    produced["bulletin"] = (tmp_path / "bulletin.jsonl").read_text()
+    for name, canary in canaries.items():
+        for where, text in produced.items():
+            assert canary not in text, f"canary {name} leaked into {where}"
+    everything = "\n".join(produced.values())
+    # The planted values were read and masked, not missed.
+    assert "gcuser" not in everything and "***@127.0.0.1:4000" in everything, "URL userinfo not reached"
+    assert "balanced.env, line " in everything, "the wrapped line was not reported by number"
+    assert "port 4020 is served by python3" in everything, "the canary body's listener was not probed"
+
+
 def _host_key_run(run_suites, lab_env, tmp_path, known_hosts_text: str):
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(known_hosts_text)
