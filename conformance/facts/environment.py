@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from conformance.facts.gather import file_key, resolve_path, unit_of
 from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.parsers import ParseError, parse_env_file, substitute_vars
 from conformance.inventory.model import Port, Service
+from conformance.paths import file_key, resolve_path, unit_of
 from conformance.redact import register_env_values
 
 # OptiLLM 0.3.x flags and the variables they fall back to (llm-services.md 2.3).

@@ -12,12 +12,8 @@ import posixpath
 import re
 from collections.abc import Callable, Sequence
 
+from conformance.errors import CommandRefused
 from conformance.transport import scripts
-
-
-class CommandRefused(Exception):
-    """A command that is not on the read-only allow-list; it never left this machine."""
-
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9._@:+=/-]+$")
