@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import yaml
-
 from conformance.cases import Case, host_root_subject, unit_subject
 from conformance.checks import contracts, health, hosts
 from conformance.facts.environment import (
@@ -23,7 +21,7 @@ from conformance.facts.environment import (
 )
 from conformance.facts.gather import file_key, unit_of, venv_path
 from conformance.facts.model import FactUnavailable, HostFacts
-from conformance.facts.routing import ModelGraph, build_model_graph
+from conformance.facts.routing import ModelGraph, graph_from_router_text, optillm_routes
 from conformance.inventory.model import HealthCheck, Inventory, Service
 from conformance.probes import ProbeResult, url_for
 from conformance.results import Outcome, Result, broken, passed, skipped, violated
@@ -152,13 +150,15 @@ def model_graph(case: Case) -> tuple[ModelGraph, HostFacts]:
     router_file = next((file for file in litellm.files if file.role == "router_config"), None)
     if router_file is None:
         raise FactUnavailable(f"{litellm.name} declares no router_config file")
-    content = facts.file(file_key(litellm.name, router_file.path)).require()
-    try:
-        router = yaml.safe_load(content) or {}
-    except yaml.YAMLError as exc:
-        raise FactUnavailable(f"{router_file.path} is not valid YAML: {exc}") from None
+    fact = facts.file(file_key(litellm.name, router_file.path))
     env = service_environment(facts, litellm)
-    return build_model_graph(router, env, case.inventory, litellm.name), facts
+    # issue 10: LiteLLM's own resolution (includes, os.environ/, aliases, fallbacks, defaults)
+    # and each OptiLLM proxy's approach prefix and proxy-plugin model_map.
+    approaches, plugins = optillm_routes(case.inventory, lambda host: _facts(case, host))
+    graph = graph_from_router_text(
+        fact.require(), fact.path or router_file.path, facts, env, case.inventory, litellm.name, approaches, plugins
+    )
+    return graph, facts
 
 
 def clients_call_litellm_only(case: Case) -> Result:

@@ -221,7 +221,8 @@ def parse_proxy_config(text: str, path: str, env: Mapping[str, str]) -> ProxyPlu
                     problem=f"{path}: provider {name} missing {required}: OptiLLM loads no providers",
                     unset=tuple(sorted(unset)),
                 )
-        model_map = item.get("model_map") if isinstance(item.get("model_map"), dict) else {}
+        raw_map = item.get("model_map")
+        model_map: dict[Any, Any] = raw_map if isinstance(raw_map, dict) else {}
         providers.append(
             Provider(
                 name,
