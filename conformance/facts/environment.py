@@ -187,7 +187,10 @@ def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSett
     if home is None:
         settings.proxy_config_error = f"home directory of {service.user or 'the service user'} is unknown"
         return
-    plugin = resolve_proxy_plugin(home, read, settings.env)
+    apply_proxy_plugin(settings, resolve_proxy_plugin(home, read, settings.env))
+
+
+def apply_proxy_plugin(settings: OptiLLMSettings, plugin: ProxyPluginConfig) -> None:
     settings.proxy_plugin = plugin
     settings.proxy_config_path = plugin.path or PACKAGED_PROXY_CONFIG
     settings.proxy_config_error = plugin.problem

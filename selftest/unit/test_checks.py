@@ -244,8 +244,14 @@ def test_broken_secret_env_file_names_the_line_but_never_shows_it(lab):
     service = lab.service("optillm-proxy")
     facts = HostFacts("mini")
     key = "optillm-proxy:/etc/optillm-proxy/env"
-    facts.files[key] = FileFact("/etc/optillm-proxy/env", "/etc/optillm-proxy/env", True,
-                                "OPTILLM_HOST=127.0.0.1\nmysterycredential-0a1b2c3d4e\n", None, secret=True)
+    facts.files[key] = FileFact(
+        "/etc/optillm-proxy/env",
+        "/etc/optillm-proxy/env",
+        True,
+        "OPTILLM_HOST=127.0.0.1\nmysterycredential-0a1b2c3d4e\n",
+        None,
+        secret=True,
+    )
     result = hosts.declared_file_parses(service, "/etc/optillm-proxy/env", "env", facts, key)
     assert result.outcome is Outcome.VIOLATED
     assert "line 2" in result.render() and "mysterycredential" not in result.render()
