@@ -5,6 +5,7 @@ Rules O1-O6 of ``selftest/corpus/RULES.md``, each citing the pinned wheel.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -173,7 +174,8 @@ def resolve_proxy_plugin(home: str | None, read: FileReader, env: Mapping[str, s
     ~/.optillm/proxy_config.yaml, ~/.optillm/proxy_config.yml, the packaged example."""
     text: str | None = None
     path: str | None = None
-    for candidate in (f"{home}/.optillm/proxy_config.yaml", f"{home}/.optillm/proxy_config.yml") if home else ():
+    names = ("proxy_config.yaml", "proxy_config.yml")
+    for candidate in (posixpath.normpath(posixpath.join(home, ".optillm", name)) for name in names) if home else ():
         try:
             found = read(candidate)
         except OSError as exc:
