@@ -33,11 +33,8 @@ def related_hosts(inventory: Inventory, host: str) -> list[str]:
     """Other hosts whose facts the checks of ``host`` read (showroom: the inference hosts)."""
     related: list[str] = []
     if any(service.kind == "litellm" and service.is_live for service in inventory.services_on(host)):
-        related += [
-            service.host
-            for service in inventory.services
-            if service.kind == "optillm-local" and service.is_live and service.host != host
-        ]
+        related += [service.host for service in inventory.services
+                    if service.kind == "optillm-local" and service.is_live and service.host != host]
     return sorted(set(related))
 
 
@@ -125,11 +122,8 @@ class Runtime:
             if host in self._related_started:
                 return
             self._related_started.add(host)
-            related = [
-                name
-                for name in related_hosts(self.inventory, host)
-                if name not in self._facts and name not in self._related_started
-            ]
+            related = [name for name in related_hosts(self.inventory, host)
+                       if name not in self._facts and name not in self._related_started]
             self._related_started.update(related)
         for name in related:
             threading.Thread(target=self._gather_quietly, args=(name,), name=f"gather-{name}", daemon=True).start()
@@ -145,9 +139,8 @@ class Runtime:
                 with self._lock:
                     known = self._unreachable.get(address)
                 if known is not None:
-                    result = ProbeResult(
-                        key.split(" ")[-1], False, error=f"{address} is unreachable ({known})", error_kind="unreachable"
-                    )
+                    result = ProbeResult(key.split(" ")[-1], False, error=f"{address} is unreachable ({known})",
+                                         error_kind="unreachable")
                 else:
                     result = make()
                     # No route to the host: every port of it is gone. (A timeout on one port
@@ -160,14 +153,12 @@ class Runtime:
     def lan_get(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None) -> ProbeResult:
         auth = "auth" if headers else "anon"
         address = urlsplit(url).hostname or url
-        return self.probe(
-            f"GET {auth} {url}", address, lambda: http_get(url, timeout or self.options.lan_timeout, headers)
-        )
+        return self.probe(f"GET {auth} {url}", address,
+                          lambda: http_get(url, timeout or self.options.lan_timeout, headers))
 
     def lan_connect(self, address: str, port: int) -> ProbeResult:
-        return self.probe(
-            f"TCP {address}:{port}", address, lambda: tcp_connect(address, port, self.options.lan_timeout)
-        )
+        return self.probe(f"TCP {address}:{port}", address,
+                          lambda: tcp_connect(address, port, self.options.lan_timeout))
 
     def secret(self, name: str) -> str | None:
         record = self.inventory.secret_env(name)

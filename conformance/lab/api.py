@@ -96,18 +96,15 @@ def _info(st: LabState, seconds: float, cold: bool, changed: bool) -> LabInfo:
     return LabInfo(
         state_dir=d,
         hosts={
-            h: HostInfo(h, spec.machine, spec.addr, st.hosts[h].nspawn_pid, st.hosts[h].leader_pid)
-            for h, spec in c.HOSTS.items()
-            if h in st.hosts
+            h: HostInfo(h, spec.machine, spec.addr, st.hosts[h].nspawn_pid,
+                        st.hosts[h].leader_pid)
+            for h, spec in c.HOSTS.items() if h in st.hosts
         },
         known_hosts=d / KNOWN_HOSTS,
         monitor_key=d / MONITOR_KEY,
         secrets_env=d / SECRETS_ENV,
-        secrets={
-            "LITELLM_MASTER_KEY": s.litellm_master_key,
-            "OPTILLM_LOCAL_API_KEY": s.optillm_local_api_key,
-            "HF_TOKEN": s.hf_token,
-        },
+        secrets={"LITELLM_MASTER_KEY": s.litellm_master_key,
+                 "OPTILLM_LOCAL_API_KEY": s.optillm_local_api_key, "HF_TOKEN": s.hf_token},
         seconds=seconds,
         cold=cold,
         changed=changed,
@@ -126,10 +123,8 @@ def _lab_up_unlocked() -> LabInfo:
     stale = [h for h in c.HOSTS if mounted(root_dir(h)) and not golden_current(h)]
     if stale:
         # Rebuilding a golden rootfs under a mounted overlay would corrupt the running host.
-        raise LabError(
-            f"the golden rootfs of {', '.join(stale)} is out of date but in use; "
-            "run `conformance lab down` first, then `up`"
-        )
+        raise LabError(f"the golden rootfs of {', '.join(stale)} is out of date but in use; "
+                       "run `conformance lab down` first, then `up`")
     cold = cold_build()
     _write_state_files()
     if ensure_bridge():
@@ -263,10 +258,12 @@ def lab_status() -> dict[str, HostStatus]:
 
 def lab_is_healthy() -> bool:
     st = load_state()
-    return all(host_running(st, h) for h in c.HOSTS) and not any(host_problems(h) for h in c.HOSTS)
+    return all(host_running(st, h) for h in c.HOSTS) and \
+        not any(host_problems(h) for h in c.HOSTS)
 
 
-def lab_exec(host: str, argv: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def lab_exec(host: str, argv: list[str], timeout: float = 60.0
+             ) -> subprocess.CompletedProcess[str]:
     """Run argv as root inside a lab host (nsenter into its systemd); captures output."""
     require_supported()
     return exec_in(host, argv, timeout=timeout)
@@ -274,11 +271,8 @@ def lab_exec(host: str, argv: list[str], timeout: float = 60.0) -> subprocess.Co
 
 def secrets_env() -> dict[str, str]:
     s = load_or_create_secrets()
-    return {
-        "LITELLM_MASTER_KEY": s.litellm_master_key,
-        "OPTILLM_LOCAL_API_KEY": s.optillm_local_api_key,
-        "HF_TOKEN": s.hf_token,
-    }
+    return {"LITELLM_MASTER_KEY": s.litellm_master_key,
+            "OPTILLM_LOCAL_API_KEY": s.optillm_local_api_key, "HF_TOKEN": s.hf_token}
 
 
 def host_root(host: str) -> Path:

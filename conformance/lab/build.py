@@ -68,7 +68,6 @@ def _stamp_ok(root: Path, name: str, key: str) -> bool:
 
 # --- machine tools ------------------------------------------------------------------------
 
-
 def ensure_machine_tools() -> None:
     """Install the machine packages the lab drives, if missing (fresh CI machines)."""
     missing = sorted({pkg for tool, pkg in c.MACHINE_TOOLS.items() if not shutil.which(tool)})
@@ -77,16 +76,11 @@ def ensure_machine_tools() -> None:
     log(f"installing machine packages: {' '.join(missing)}")
     env = {"PATH": CHROOT_PATH, "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
     run(["apt-get", "update"], timeout=600, env=env, log_file=logs_dir() / "apt.log")
-    run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-        timeout=900,
-        env=env,
-        log_file=logs_dir() / "apt.log",
-    )
+    run(["apt-get", "install", "-y", "--no-install-recommends", *missing], timeout=900, env=env,
+        log_file=logs_dir() / "apt.log")
 
 
 # --- base -----------------------------------------------------------------------------------
-
 
 def base_key() -> str:
     return _digest("base-v1", c.SUITE, c.MIRROR, ",".join(c.BASE_PACKAGES))
@@ -101,9 +95,9 @@ def ensure_base() -> Path:
     _rm_tree(tmp)
     log(f"debootstrap {c.SUITE} into {tmp} (about a minute)")
     run(
-        ["debootstrap", "--variant=minbase", "--include=" + ",".join(c.BASE_PACKAGES), c.SUITE, str(tmp), c.MIRROR],
-        timeout=1800,
-        log_file=logs_dir() / "debootstrap.log",
+        ["debootstrap", "--variant=minbase", "--include=" + ",".join(c.BASE_PACKAGES),
+         c.SUITE, str(tmp), c.MIRROR],
+        timeout=1800, log_file=logs_dir() / "debootstrap.log",
     )
     (tmp / STAMP_BASE).write_text(key + "\n")
     _rm_tree(root)
@@ -127,12 +121,12 @@ def _unmount_under(path: Path) -> None:
     # machine's /dev or /opt/wheels.
     prefix = str(path.resolve())
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for m in sorted((m for m in mounts if m == prefix or m.startswith(prefix + "/")), key=len, reverse=True):
+    for m in sorted((m for m in mounts if m == prefix or m.startswith(prefix + "/")),
+                    key=len, reverse=True):
         run(["umount", "-l", m], timeout=30, check=False)
 
 
 # --- chroot ---------------------------------------------------------------------------------
-
 
 @contextlib.contextmanager
 def chroot_mounts(root: Path, bind_wheels: bool) -> Iterator[None]:
@@ -173,25 +167,16 @@ def chroot_mounts(root: Path, bind_wheels: bool) -> Iterator[None]:
         (root / "etc" / "resolv.conf").write_text(f.RESOLV_CONF)
 
 
-def chroot(
-    root: Path, argv: list[str], *, log_file: Path, timeout: float = 600, extra_env: dict[str, str] | None = None
-) -> None:
-    env = {
-        "PATH": CHROOT_PATH,
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "PIP_CERT": "/tmp/gc-ca.crt",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PIP_DEFAULT_TIMEOUT": "180",
-        "PIP_NO_CACHE_DIR": "1",
-        "PIP_NO_INPUT": "1",
-    }
+def chroot(root: Path, argv: list[str], *, log_file: Path, timeout: float = 600,
+           extra_env: dict[str, str] | None = None) -> None:
+    env = {"PATH": CHROOT_PATH, "HOME": "/root", "LANG": "C.UTF-8",
+           "PIP_CERT": "/tmp/gc-ca.crt", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "PIP_DEFAULT_TIMEOUT": "180", "PIP_NO_CACHE_DIR": "1", "PIP_NO_INPUT": "1"}
     env.update(extra_env or {})
     run(["chroot", str(root), *argv], timeout=timeout, env=env, log_file=log_file)
 
 
 # --- golden (heavy part) ----------------------------------------------------------------------
-
 
 def _model_builder_text() -> str:
     return resources.files("conformance.lab").joinpath("assets", MODEL_BUILDER).read_text()
@@ -202,7 +187,8 @@ def heavy_key(host: str) -> str:
     if host == c.MINI:
         parts += [f.LITELLM_REQUIREMENTS, f.OPTILLM_PROXY_REQUIREMENTS, c.OPTILLM_SPEC, f.harness_requirements()]
     else:
-        parts += [f.STUDIO_REQUIREMENTS, _model_builder_text(), repr(c.LOCAL_INSTANCES)]
+        parts += [f.STUDIO_REQUIREMENTS, _model_builder_text(),
+                  repr(c.LOCAL_INSTANCES)]
     return _digest(*parts)
 
 
@@ -213,18 +199,8 @@ def golden_ready(host: str) -> bool:
 def _create_accounts(root: Path, host: str, logf: Path) -> None:
     for acc in f.ACCOUNTS[host]:
         chroot(root, ["groupadd", "--gid", str(acc.uid), acc.name], log_file=logf)
-        argv = [
-            "useradd",
-            "--uid",
-            str(acc.uid),
-            "--gid",
-            str(acc.uid),
-            "--home-dir",
-            acc.home,
-            "--shell",
-            acc.shell,
-            "--no-create-home",
-        ]
+        argv = ["useradd", "--uid", str(acc.uid), "--gid", str(acc.uid), "--home-dir", acc.home,
+                "--shell", acc.shell, "--no-create-home"]
         if acc.system:
             argv.append("--system")
         chroot(root, [*argv, acc.name], log_file=logf)
@@ -265,16 +241,14 @@ def _build_mini(root: Path, logf: Path) -> None:
     write_file(root / "tmp/gc-req-litellm.txt", f.LITELLM_REQUIREMENTS, 0o644)
     write_file(root / "tmp/gc-req-optillm-proxy.txt", f.OPTILLM_PROXY_REQUIREMENTS, 0o644)
     chroot(root, ["python3", "-m", "venv", c.LITELLM_VENV], log_file=logf)
-    chroot(
-        root,
-        [f"{c.LITELLM_VENV}/bin/pip", "install", "-r", "/tmp/gc-req-litellm.txt"],
-        log_file=logf,
-        timeout=PIP_TIMEOUT,
-    )
+    chroot(root, [f"{c.LITELLM_VENV}/bin/pip", "install", "-r", "/tmp/gc-req-litellm.txt"],
+           log_file=logf, timeout=PIP_TIMEOUT)
     chroot(root, ["python3", "-m", "venv", c.OPTILLM_PROXY_VENV], log_file=logf)
     pip = f"{c.OPTILLM_PROXY_VENV}/bin/pip"
-    chroot(root, [pip, "install", "--no-deps", c.OPTILLM_SPEC], log_file=logf, timeout=PIP_TIMEOUT)
-    chroot(root, [pip, "install", "-r", "/tmp/gc-req-optillm-proxy.txt"], log_file=logf, timeout=PIP_TIMEOUT)
+    chroot(root, [pip, "install", "--no-deps", c.OPTILLM_SPEC], log_file=logf,
+           timeout=PIP_TIMEOUT)
+    chroot(root, [pip, "install", "-r", "/tmp/gc-req-optillm-proxy.txt"], log_file=logf,
+           timeout=PIP_TIMEOUT)
     _build_harness_venv(root, logf)
 
 
@@ -282,48 +256,26 @@ def _build_harness_venv(root: Path, logf: Path) -> None:
     """The scheduled monitor's dependencies (its source is bound in at run time)."""
     write_file(root / "tmp/gc-req-harness.txt", f.harness_requirements(), 0o644)
     chroot(root, ["python3", "-m", "venv", c.HARNESS_VENV], log_file=logf)
-    chroot(
-        root,
-        [f"{c.HARNESS_VENV}/bin/pip", "install", "-r", "/tmp/gc-req-harness.txt"],
-        log_file=logf,
-        timeout=PIP_TIMEOUT,
-    )
+    chroot(root, [f"{c.HARNESS_VENV}/bin/pip", "install", "-r", "/tmp/gc-req-harness.txt"], log_file=logf,
+           timeout=PIP_TIMEOUT)
 
 
 def _build_studio(root: Path, logf: Path) -> None:
     _apply_dirs(root, c.STUDIO)
-    reqs = [
-        ln
-        for ln in f.STUDIO_REQUIREMENTS.splitlines()
-        if ln.strip() and not ln.startswith("#") and not ln.startswith("optillm")
-    ]
+    reqs = [ln for ln in f.STUDIO_REQUIREMENTS.splitlines()
+            if ln.strip() and not ln.startswith("#") and not ln.startswith("optillm")]
     write_file(root / "tmp/gc-req-studio.txt", "\n".join(reqs) + "\n", 0o644)
     write_file(root / "tmp" / MODEL_BUILDER, _model_builder_text(), 0o644)
     venv = c.OPTILLM_LOCAL_VENV
     wheels = {"PIP_FIND_LINKS": "/opt/wheels"}
     chroot(root, ["python3", "-m", "venv", venv], log_file=logf)
-    chroot(
-        root,
-        [f"{venv}/bin/pip", "install", "--no-deps", c.OPTILLM_SPEC],
-        log_file=logf,
-        timeout=PIP_TIMEOUT,
-        extra_env=wheels,
-    )
-    chroot(
-        root,
-        [f"{venv}/bin/pip", "install", "-r", "/tmp/gc-req-studio.txt"],
-        log_file=logf,
-        timeout=PIP_TIMEOUT,
-        extra_env=wheels,
-    )
+    chroot(root, [f"{venv}/bin/pip", "install", "--no-deps", c.OPTILLM_SPEC], log_file=logf,
+           timeout=PIP_TIMEOUT, extra_env=wheels)
+    chroot(root, [f"{venv}/bin/pip", "install", "-r", "/tmp/gc-req-studio.txt"], log_file=logf,
+           timeout=PIP_TIMEOUT, extra_env=wheels)
     models = [f"{i.model}={i.name}" for i in c.LOCAL_INSTANCES]
-    chroot(
-        root,
-        [f"{venv}/bin/python", f"/tmp/{MODEL_BUILDER}", c.HF_HUB_CACHE, *models],
-        log_file=logf,
-        timeout=600,
-        extra_env={"HF_HUB_OFFLINE": "1"},
-    )
+    chroot(root, [f"{venv}/bin/python", f"/tmp/{MODEL_BUILDER}", c.HF_HUB_CACHE, *models],
+           log_file=logf, timeout=600, extra_env={"HF_HUB_OFFLINE": "1"})
     uid = str(c.STUDIO_UID)
     run(["chown", "-R", f"{uid}:{uid}", str(root / c.STUDIO_HOME.lstrip("/"))], timeout=300)
 
@@ -382,15 +334,9 @@ def ensure_goldens() -> list[str]:
 
 # --- golden config (cheap part, re-applied when its rendering changes) ------------------------
 
-
 def config_key(host: str, s: LabSecrets, monitor_pub: str) -> str:
-    parts = [
-        heavy_key(host),
-        "config-v1",
-        repr(f.host_dirs(host)),
-        repr(f.host_files(host, s, monitor_pub)),
-        repr(f.enabled_units(host)),
-    ]
+    parts = [heavy_key(host), "config-v1", repr(f.host_dirs(host)),
+             repr(f.host_files(host, s, monitor_pub)), repr(f.enabled_units(host))]
     return _digest(*parts)
 
 
@@ -423,7 +369,6 @@ def apply_config(host: str, s: LabSecrets, monitor_pub: str) -> bool:
 
 # --- drift wheels -----------------------------------------------------------------------------
 
-
 def installed_version(root: Path, venv: str, dist: str) -> str:
     site = next((root / venv.lstrip("/") / "lib").glob("python3*/site-packages"))
     for meta in site.glob("*.dist-info/METADATA"):
@@ -450,7 +395,8 @@ def transformers_wheels() -> tuple[Path, Path]:
         return orig[0], five[-1]
     d.mkdir(parents=True, exist_ok=True)
     logf = logs_dir() / "wheels.log"
-    pip = [_machine_python(), "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(d)]
+    pip = [_machine_python(), "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "-d", str(d)]
     if not orig:
         run([*pip, f"transformers=={orig_ver}"], timeout=600, log_file=logf)
     if not five:
@@ -466,12 +412,8 @@ def _machine_python() -> str:
     import sys
 
     # Any Python with pip will do; the machine's pip knows the local CA already.
-    if (
-        subprocess.run(
-            [sys.executable, "-m", "pip", "--version"], capture_output=True, timeout=60, check=False
-        ).returncode
-        == 0
-    ):
+    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
+                      timeout=60, check=False).returncode == 0:
         return sys.executable
     found = shutil.which("python3")
     if not found:

@@ -20,7 +20,8 @@ EXIT_UNSUPPORTED = 2
 
 def add_lab_parser(subparsers: Any) -> None:
     """Register `lab` and its subcommands on an argparse subparsers object."""
-    lab = subparsers.add_parser("lab", help="local test hosts (systemd-nspawn) for the harness", description=__doc__)
+    lab = subparsers.add_parser("lab", help="local test hosts (systemd-nspawn) for the harness",
+                                description=__doc__)
     sub = lab.add_subparsers(dest="lab_command", metavar="COMMAND", required=True)
     sub.add_parser("up", help="build what is missing, start both hosts, wait until healthy")
     sub.add_parser("down", help="stop the hosts, remove mounts, veths and the bridge")
@@ -82,26 +83,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "status":
         status = api.lab_status()
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        h: {
-                            "machine": s.machine,
-                            "addr": s.addr,
-                            "running": s.running,
-                            "units": s.units,
-                            "listening": [f"{a}:{p} {n}" for a, p, n in s.listening],
-                        }
-                        for h, s in status.items()
-                    },
-                    indent=2,
-                )
-            )
+            print(json.dumps({h: {"machine": s.machine, "addr": s.addr, "running": s.running,
+                                  "units": s.units,
+                                  "listening": [f"{a}:{p} {n}" for a, p, n in s.listening]}
+                              for h, s in status.items()}, indent=2))
         else:
             _print_table(status)
             applied = drifts.applied()
             print(f"drifts applied: {', '.join(applied) if applied else 'none'}")
-        up = all(s.running and all(v == "active" for v in s.units.values()) for s in status.values())
+        up = all(s.running and all(v == "active" for v in s.units.values())
+                 for s in status.values())
         return 0 if up else 1
     if cmd == "exec":
         argv = list(args.cmd)
@@ -160,10 +151,8 @@ def _scale(args: argparse.Namespace) -> int:
             print(f"{len(info.hosts)} scale host(s) already up and ready; nothing started ({info.seconds:.1f} s)")
         else:
             kind = " (golden rootfs built first)" if info.golden_built else ""
-            print(
-                f"{len(info.hosts)} scale host(s) up in {info.seconds:.1f} s{kind}, "
-                f"{len(info.started)} started; known_hosts in {info.known_hosts}"
-            )
+            print(f"{len(info.hosts)} scale host(s) up in {info.seconds:.1f} s{kind}, "
+                  f"{len(info.started)} started; known_hosts in {info.known_hosts}")
         return 0
     if action == "down":
         done, secs = scale.scale_down()
@@ -172,21 +161,8 @@ def _scale(args: argparse.Namespace) -> int:
     if action == "status":
         rows = scale.scale_status()
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        r.name: {
-                            "machine": r.machine,
-                            "addr": r.addr,
-                            "running": r.running,
-                            "ready": r.problem is None,
-                            "problem": r.problem,
-                        }
-                        for r in rows
-                    },
-                    indent=2,
-                )
-            )
+            print(json.dumps({r.name: {"machine": r.machine, "addr": r.addr, "running": r.running,
+                                       "ready": r.problem is None, "problem": r.problem} for r in rows}, indent=2))
         else:
             if not rows:
                 print("no scale hosts")
@@ -201,16 +177,11 @@ def _print_table(status: dict[str, Any]) -> None:
     rows = [("HOST", "MACHINE", "ADDRESS", "STATE", "UNITS", "LISTENING")]
     for s in status.values():
         units = " ".join(f"{u}={v}" for u, v in s.units.items()) or "-"
-        ports = (
-            " ".join(
-                sorted(
-                    {(f"[{a}]" if ":" in a else a) + f":{p}" for a, p, _ in s.listening},
-                    key=lambda x: int(x.rsplit(":", 1)[1]),
-                )
-            )
-            or "-"
-        )
-        rows.append((s.name, s.machine, s.addr, "running" if s.running else "stopped", units, ports))
+        ports = " ".join(sorted({(f"[{a}]" if ":" in a else a) + f":{p}"
+                                 for a, p, _ in s.listening},
+                                key=lambda x: int(x.rsplit(":", 1)[1]))) or "-"
+        rows.append((s.name, s.machine, s.addr, "running" if s.running else "stopped",
+                     units, ports))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5])

@@ -146,17 +146,14 @@ class RouterEntry:
 def router_entries() -> list[RouterEntry]:
     local_key = "os.environ/OPTILLM_LOCAL_API_KEY"
     entries = [
-        RouterEntry(f"studio-{i.name}", f"openai/{i.model}", f"http://{c.STUDIO_ADDR}:{i.port}/v1", local_key)
+        RouterEntry(f"studio-{i.name}", f"openai/{i.model}",
+                    f"http://{c.STUDIO_ADDR}:{i.port}/v1", local_key)
         for i in c.LOCAL_INSTANCES
     ]
     # Through the OptiLLM proxy, which sends "studio-high" back to LiteLLM: two hops, no loop.
     entries.append(
-        RouterEntry(
-            "optimized-high",
-            "openai/studio-high",
-            f"http://127.0.0.1:{c.OPTILLM_PROXY_PORT}/v1",
-            "os.environ/LITELLM_MASTER_KEY",
-        )
+        RouterEntry("optimized-high", "openai/studio-high",
+                    f"http://127.0.0.1:{c.OPTILLM_PROXY_PORT}/v1", "os.environ/LITELLM_MASTER_KEY")
     )
     return entries
 
@@ -230,7 +227,9 @@ def proxy_config_yaml(base_url: str = f"http://127.0.0.1:{c.LITELLM_PORT}/v1") -
     )
 
 
-def unit_file(description: str, user: str, workdir: str, env_file: str, exec_start: str) -> str:
+def unit_file(
+    description: str, user: str, workdir: str, env_file: str, exec_start: str
+) -> str:
     return (
         "[Unit]\n"
         f"Description={description}\n"
@@ -328,28 +327,25 @@ def host_files(host: str, s: LabSecrets, monitor_pub: str) -> list[FileSpec]:
             FileSpec(
                 f"/etc/systemd/system/{c.LITELLM_UNIT}.service",
                 unit_file(
-                    "LiteLLM gateway router (layer-gateway/litellm-orch)",
-                    "litellm",
-                    c.LITELLM_DIR,
-                    c.LITELLM_ENV,
-                    f"{c.LITELLM_VENV}/bin/litellm --config {c.ROUTER_YAML} --host 0.0.0.0 --port {c.LITELLM_PORT}",
+                    "LiteLLM gateway router (layer-gateway/litellm-orch)", "litellm",
+                    c.LITELLM_DIR, c.LITELLM_ENV,
+                    f"{c.LITELLM_VENV}/bin/litellm --config {c.ROUTER_YAML} "
+                    f"--host 0.0.0.0 --port {c.LITELLM_PORT}",
                 ),
                 0o644,
             ),
             FileSpec(
                 f"/etc/systemd/system/{c.OPTILLM_PROXY_UNIT}.service",
                 unit_file(
-                    "OptiLLM proxy in front of LiteLLM (loopback only)",
-                    "optillm",
-                    c.OPTILLM_HOME,
-                    c.OPTILLM_PROXY_ENV,
-                    f"{c.OPTILLM_PROXY_VENV}/bin/optillm",
+                    "OptiLLM proxy in front of LiteLLM (loopback only)", "optillm",
+                    c.OPTILLM_HOME, c.OPTILLM_PROXY_ENV, f"{c.OPTILLM_PROXY_VENV}/bin/optillm",
                 ),
                 0o644,
             ),
         ]
     else:
-        files.append(FileSpec(c.OPTILLM_LOCAL_REQUIREMENTS, STUDIO_REQUIREMENTS, 0o644, c.STUDIO_USER))
+        files.append(FileSpec(c.OPTILLM_LOCAL_REQUIREMENTS, STUDIO_REQUIREMENTS, 0o644,
+                              c.STUDIO_USER))
         for inst in c.LOCAL_INSTANCES:
             files += [
                 FileSpec(inst.env_file, local_env(s, inst), 0o600, c.STUDIO_USER),
@@ -357,9 +353,7 @@ def host_files(host: str, s: LabSecrets, monitor_pub: str) -> list[FileSpec]:
                     f"/etc/systemd/system/{inst.unit}.service",
                     unit_file(
                         f"OptiLLM local inference '{inst.name}' on port {inst.port}",
-                        c.STUDIO_USER,
-                        c.OPTILLM_LOCAL_DIR,
-                        inst.env_file,
+                        c.STUDIO_USER, c.OPTILLM_LOCAL_DIR, inst.env_file,
                         f"{c.OPTILLM_LOCAL_VENV}/bin/optillm",
                     ),
                     0o644,

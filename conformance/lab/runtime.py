@@ -44,7 +44,6 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 # --- preconditions ------------------------------------------------------------------------------
 
-
 def require_supported() -> None:
     missing: list[str] = []
     if platform.system() != "Linux":
@@ -62,10 +61,8 @@ def check_route_clash() -> None:
     for route in json.loads(out or "[]"):
         dst = route.get("dst", "")
         dev = route.get("dev", "")
-        if (
-            dev == c.BRIDGE
-            or dst in ("", "default")
-            or route.get("type") in ("local", "broadcast", "multicast", "anycast")
+        if dev == c.BRIDGE or dst in ("", "default") or route.get("type") in (
+            "local", "broadcast", "multicast", "anycast"
         ):
             continue
         try:
@@ -90,7 +87,6 @@ def check_route_clash() -> None:
 
 
 # --- state --------------------------------------------------------------------------------------
-
 
 @dataclass
 class HostRun:
@@ -140,7 +136,6 @@ def save_state(st: LabState) -> None:
 
 # --- processes ----------------------------------------------------------------------------------
 
-
 def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -162,13 +157,15 @@ def _cmdline(pid: int) -> list[str]:
 
 def is_our_nspawn(pid: int, host: str) -> bool:
     argv = _cmdline(pid)
-    return bool(argv) and argv[0].endswith("systemd-nspawn") and f"--machine={c.HOSTS[host].machine}" in argv
+    return bool(argv) and argv[0].endswith("systemd-nspawn") and \
+        f"--machine={c.HOSTS[host].machine}" in argv
 
 
 def find_nspawn(host: str) -> int:
     """PID of this host's nspawn process, found by its exact machine argument."""
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and is_our_nspawn(int(entry.name), host) and pid_alive(int(entry.name)):
+        if entry.name.isdigit() and is_our_nspawn(int(entry.name), host) and \
+                pid_alive(int(entry.name)):
             return int(entry.name)
     return 0
 
@@ -194,7 +191,6 @@ def _leader_of(nspawn_pid: int) -> int:
 
 
 # --- mounts and bridge -----------------------------------------------------------------------
-
 
 def run_dir(host: str) -> Path:
     return c.cache_dir() / "run" / host
@@ -227,7 +223,8 @@ def unmount_root(host: str) -> None:
     # nspawn leaves propagation mounts below the root on some paths; innermost first.
     prefix = str(root)
     targets = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
-    for t in sorted((t for t in targets if t == prefix or t.startswith(prefix + "/")), key=len, reverse=True):
+    for t in sorted((t for t in targets if t == prefix or t.startswith(prefix + "/")),
+                    key=len, reverse=True):
         if run(["umount", t], timeout=60, check=False).returncode != 0:
             run(["umount", "-l", t], timeout=60, check=False)
 
@@ -257,7 +254,8 @@ def ensure_bridge() -> bool:
         raise LabError(f"{c.BRIDGE} exists but is not a bridge; refusing to use it")
     addrs = run(["ip", "-4", "-o", "addr", "show", "dev", c.BRIDGE], timeout=10).stdout
     if f"{c.BRIDGE_ADDR}/{c.PREFIX_LEN}" not in addrs:
-        run(["ip", "addr", "add", f"{c.BRIDGE_ADDR}/{c.PREFIX_LEN}", "dev", c.BRIDGE], timeout=10)
+        run(["ip", "addr", "add", f"{c.BRIDGE_ADDR}/{c.PREFIX_LEN}", "dev", c.BRIDGE],
+            timeout=10)
     run(["ip", "link", "set", c.BRIDGE, "up"], timeout=10)
     return created
 
@@ -273,7 +271,6 @@ def veth_name(host: str) -> str:
 
 
 # --- containers ---------------------------------------------------------------------------------
-
 
 def console_log(host: str) -> Path:
     return c.state_dir() / "logs" / f"{host}-console.log"
@@ -304,10 +301,7 @@ def spawn_host(host: str) -> HostRun:
         argv.append(f"--bind-ro={c.repo_root()}:{c.HARNESS_SRC}")
     with logf.open("ab") as out:
         proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C on the CLI must not kill the lab
         )
     _CHILDREN[proc.pid] = proc
@@ -325,13 +319,8 @@ def spawn_host(host: str) -> HostRun:
 
 def host_running(st: LabState, host: str) -> bool:
     r = st.hosts.get(host)
-    return bool(
-        r
-        and not r.powered_off
-        and pid_alive(r.nspawn_pid)
-        and pid_alive(r.leader_pid)
-        and is_our_nspawn(r.nspawn_pid, host)
-    )
+    return bool(r and not r.powered_off and pid_alive(r.nspawn_pid) and pid_alive(r.leader_pid)
+                and is_our_nspawn(r.nspawn_pid, host))
 
 
 def stop_nspawn(pid: int, host: str) -> None:
@@ -362,7 +351,6 @@ def _reap(pid: int) -> None:
 
 # --- inside the hosts ------------------------------------------------------------------------
 
-
 def leader(host: str) -> int:
     st = load_state()
     if not host_running(st, host):
@@ -371,13 +359,8 @@ def leader(host: str) -> int:
 
 
 def exec_in(
-    host: str,
-    argv: Sequence[str],
-    *,
-    timeout: float,
-    capture: bool = True,
-    input_text: str | None = None,
-    env: Mapping[str, str] | None = None,
+    host: str, argv: Sequence[str], *, timeout: float, capture: bool = True,
+    input_text: str | None = None, env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run argv as root inside the host's namespaces (no SSH involved)."""
     if host not in c.HOSTS:
@@ -387,11 +370,7 @@ def exec_in(
     full_env.update(env or {})
     return subprocess.run(
         ["nsenter", "-t", str(pid), "-a", "--", *argv],
-        timeout=timeout,
-        env=full_env,
-        text=True,
-        capture_output=capture,
-        input=input_text,
+        timeout=timeout, env=full_env, text=True, capture_output=capture, input=input_text,
         check=False,
     )
 
@@ -426,7 +405,8 @@ def listeners(host: str) -> list[tuple[str, int, str]]:
     return found
 
 
-def http_get(url: str, timeout: float = 3.0, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 3.0, headers: Mapping[str, str] | None = None
+             ) -> tuple[int, str]:
     """GET a lab address (never anything else); (status, body) or (0, error)."""
     req = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310 - lab http
     try:
@@ -500,9 +480,8 @@ def health_urls(host: str) -> list[tuple[str, str]]:
 
 def journal_tail(host: str, unit: str, lines: int = 25) -> str:
     try:
-        res = exec_in(
-            host, ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "short-precise"], timeout=20
-        )
+        res = exec_in(host, ["journalctl", "-u", unit, "-n", str(lines), "--no-pager",
+                             "-o", "short-precise"], timeout=20)
         return res.stdout
     except (LabError, subprocess.TimeoutExpired) as exc:
         return f"(journal unavailable: {exc})"

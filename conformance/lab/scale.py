@@ -117,7 +117,6 @@ def scale_host(index: int) -> ScaleHost:
 
 # --- paths and state ------------------------------------------------------------------------------
 
-
 def scale_dir() -> Path:
     return c.cache_dir() / "scale"
 
@@ -174,11 +173,9 @@ def load_state() -> ScaleState:
 def save_state(st: ScaleState) -> None:
     d = c.state_dir()
     d.mkdir(parents=True, exist_ok=True)
-    body = {
-        "hosts": {n: asdict(r) for n, r in sorted(st.hosts.items())},
-        "bridge_created": st.bridge_created,
-        "addresses": {n: scale_host(int(n[1:])).addr for n in sorted(st.hosts)},
-    }
+    body = {"hosts": {n: asdict(r) for n, r in sorted(st.hosts.items())},
+            "bridge_created": st.bridge_created,
+            "addresses": {n: scale_host(int(n[1:])).addr for n in sorted(st.hosts)}}
     tmp = d / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(body, indent=2) + "\n")
     tmp.replace(state_path())
@@ -255,15 +252,8 @@ def golden_files(monitor_pub: str) -> list[f.FileSpec]:
 
 
 def golden_key(monitor_pub: str) -> str:
-    return _digest(
-        base_key(),
-        "scale-v1",
-        repr(golden_files(monitor_pub)),
-        repr(ENABLED_UNITS),
-        repr(MASKED_UNITS),
-        str(c.MONITOR_UID),
-        str(STANDIN_UID),
-    )
+    return _digest(base_key(), "scale-v1", repr(golden_files(monitor_pub)), repr(ENABLED_UNITS),
+                   repr(MASKED_UNITS), str(c.MONITOR_UID), str(STANDIN_UID))
 
 
 def golden_ready() -> bool:
@@ -291,26 +281,13 @@ def build_golden(monitor_pub: str) -> None:
         (STANDIN_USER, STANDIN_UID, STANDIN_DIR, "/usr/sbin/nologin", True),
     ):
         chroot(tmp, ["groupadd", "--gid", str(uid), name], log_file=logf)
-        argv = [
-            "useradd",
-            "--uid",
-            str(uid),
-            "--gid",
-            str(uid),
-            "--home-dir",
-            home,
-            "--shell",
-            shell,
-            "--no-create-home",
-        ]
+        argv = ["useradd", "--uid", str(uid), "--gid", str(uid), "--home-dir", home, "--shell", shell,
+                "--no-create-home"]
         chroot(tmp, [*argv, *(["--system"] if system else []), name], log_file=logf)
         # "*" rather than the locked "!", which sshd would hold against key logins too.
         chroot(tmp, ["usermod", "-p", "*", name], log_file=logf)
-    for path, mode, owner in (
-        ("/home/monitor", 0o750, c.MONITOR_USER),
-        ("/home/monitor/.ssh", 0o700, c.MONITOR_USER),
-        (STANDIN_DIR, 0o755, "root"),
-    ):
+    for path, mode, owner in (("/home/monitor", 0o750, c.MONITOR_USER), ("/home/monitor/.ssh", 0o700, c.MONITOR_USER),
+                              (STANDIN_DIR, 0o755, "root")):
         p = tmp / path.lstrip("/")
         p.mkdir(parents=True, exist_ok=True)
         p.chmod(mode)
@@ -346,7 +323,6 @@ def ensure_golden() -> bool:
 
 
 # --- one host -------------------------------------------------------------------------------------
-
 
 def _ensure_host_key(h: ScaleHost) -> Path:
     # Kept in the cache, so a host keeps its key across up/down and known_hosts stays valid.
@@ -473,13 +449,9 @@ def _spawn(h: ScaleHost) -> subprocess.Popen[bytes]:
         d.mkdir(parents=True, exist_ok=True)
     # A shell moves itself into the host's cgroups, then becomes nspawn (same PID).
     enter = [
-        "/bin/sh",
-        "-c",
-        'for g in "$@"; do case "$g" in --) shift; break;; esac; '
+        "/bin/sh", "-c", 'for g in "$@"; do case "$g" in --) shift; break;; esac; '
         'echo $$ > "$g/cgroup.procs" || exit 97; shift; done; exec "$@"',
-        "sh",
-        *(str(d) for d in cgroups),
-        "--",
+        "sh", *(str(d) for d in cgroups), "--",
     ]
     argv = [
         "systemd-nspawn",
@@ -497,9 +469,8 @@ def _spawn(h: ScaleHost) -> subprocess.Popen[bytes]:
         "--link-journal=no",
     ]
     with logf.open("ab") as out:
-        proc = subprocess.Popen(
-            [*enter, *argv], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )  # a Ctrl-C on the CLI must not kill the hosts
+        proc = subprocess.Popen([*enter, *argv], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a Ctrl-C on the CLI must not kill the hosts
     _CHILDREN[proc.pid] = proc
     return proc
 
@@ -527,19 +498,12 @@ def _system_state(leader: int) -> tuple[str, str]:
     """(systemctl is-system-running, failed units) inside the host, via its PID 1."""
     base = ["nsenter", "-t", str(leader), "-a", "--", "systemctl"]
     try:
-        state = subprocess.run(
-            [*base, "is-system-running"], capture_output=True, text=True, timeout=10, env=INSIDE_ENV, check=False
-        ).stdout.strip()
+        state = subprocess.run([*base, "is-system-running"], capture_output=True, text=True, timeout=10,
+                               env=INSIDE_ENV, check=False).stdout.strip()
         failed = ""
         if state == "degraded":
-            failed = subprocess.run(
-                [*base, "--failed", "--no-legend", "--plain"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                env=INSIDE_ENV,
-                check=False,
-            ).stdout.strip()
+            failed = subprocess.run([*base, "--failed", "--no-legend", "--plain"], capture_output=True, text=True,
+                                    timeout=10, env=INSIDE_ENV, check=False).stdout.strip()
     except (subprocess.TimeoutExpired, OSError) as exc:
         return f"unknown ({exc})", ""
     return state or "unknown", failed
@@ -643,7 +607,6 @@ def _write_known_hosts(st: ScaleState) -> None:
 
 # --- the operations -------------------------------------------------------------------------------
 
-
 @dataclass(frozen=True)
 class ScaleInfo:
     hosts: list[str]
@@ -666,12 +629,10 @@ def scale_up(n: int) -> ScaleInfo:
         found = find_nspawns()
         # First away: extra hosts (a larger earlier `up`), orphans (a lost state file) and
         # recorded hosts that died; the wanted ones among them start again below.
-        stale = {
-            scale_host(int(name[1:])): r.nspawn_pid
-            for name, r in st.hosts.items()
-            if int(name[1:]) > n or not host_running(st, scale_host(int(name[1:])))
-        }
-        stale |= {scale_host(i): pid for i, pid in found.items() if i > n or not host_running(st, scale_host(i))}
+        stale = {scale_host(int(name[1:])): r.nspawn_pid for name, r in st.hosts.items()
+                 if int(name[1:]) > n or not host_running(st, scale_host(int(name[1:])))}
+        stale |= {scale_host(i): pid for i, pid in found.items()
+                  if i > n or not host_running(st, scale_host(i))}
         stopped = _down_hosts(stale, st)
         built = ensure_golden()
         todo = [h for h in wanted if not host_running(st, h)]
@@ -700,14 +661,9 @@ def scale_up(n: int) -> ScaleInfo:
         _write_known_hosts(st)
         save_state(st)
         _wait_ready(wanted, st)
-        return ScaleInfo(
-            [h.name for h in wanted],
-            [h.name for h in todo],
-            [h.name for h in stopped if h not in wanted],
-            time.monotonic() - t0,
-            built,
-            known_hosts_path(),
-        )
+        return ScaleInfo([h.name for h in wanted], [h.name for h in todo],
+                         [h.name for h in stopped if h not in wanted], time.monotonic() - t0, built,
+                         known_hosts_path())
 
 
 def _down_hosts(pids: dict[ScaleHost, int], st: ScaleState) -> list[ScaleHost]:

@@ -50,8 +50,12 @@ def load_or_create_secrets() -> LabSecrets:
     if path.is_file():
         values = parse_env(path.read_text())
         # An "sk-" local key would be taken by optillm for an OpenAI key (see below).
-        if all(values.get(n) for n in SECRET_NAMES) and not values["OPTILLM_LOCAL_API_KEY"].startswith("sk-"):
-            return LabSecrets(values["LITELLM_MASTER_KEY"], values["OPTILLM_LOCAL_API_KEY"], values["HF_TOKEN"])
+        if all(values.get(n) for n in SECRET_NAMES) and not values[
+            "OPTILLM_LOCAL_API_KEY"
+        ].startswith("sk-"):
+            return LabSecrets(
+                values["LITELLM_MASTER_KEY"], values["OPTILLM_LOCAL_API_KEY"], values["HF_TOKEN"]
+            )
     # Key shapes follow the real ones: LiteLLM wants "sk-", HF tokens start "hf_". The
     # OptiLLM local key must NOT start with "sk-": optillm 0.3.20 treats an "sk-" bearer
     # token as an OpenAI key and builds an OpenAI client for it (api.openai.com when no
@@ -78,7 +82,8 @@ def load_or_create_monitor_key() -> str:
         key.unlink(missing_ok=True)
         pub.unlink(missing_ok=True)
         run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "monitor@gateway-lab", "-f", str(key)],
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "monitor@gateway-lab",
+             "-f", str(key)],
             timeout=30,
         )
     return pub.read_text().strip()

@@ -50,7 +50,9 @@ def run(
                 check=False,
             )
         if check and proc.returncode != 0:
-            raise LabError(f"command failed (exit {proc.returncode}): {' '.join(argv)}; see {log_file}")
+            raise LabError(
+                f"command failed (exit {proc.returncode}): {' '.join(argv)}; see {log_file}"
+            )
         return proc
     proc = subprocess.run(
         list(argv),
@@ -67,7 +69,9 @@ def run(
     return proc
 
 
-def write_file(path: Path, content: str | bytes, mode: int, uid: int = 0, gid: int = 0) -> None:
+def write_file(
+    path: Path, content: str | bytes, mode: int, uid: int = 0, gid: int = 0
+) -> None:
     """Write a file with an exact mode and owner (replacing any previous one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode() if isinstance(content, str) else content

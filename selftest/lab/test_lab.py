@@ -39,7 +39,9 @@ def test_up_is_idempotent_and_fast(lab):
     again = lab_up()
     assert not again.changed
     assert again.seconds < 10, f"warm up on a running lab took {again.seconds:.1f} s"
-    assert {h: i.nspawn_pid for h, i in again.hosts.items()} == {h: i.nspawn_pid for h, i in before.items()}
+    assert {h: i.nspawn_pid for h, i in again.hosts.items()} == {
+        h: i.nspawn_pid for h, i in before.items()
+    }
 
 
 def test_state_dir_files(lab):
@@ -64,9 +66,8 @@ def test_optillm_proxy_refuses_from_machine(lab):
 def test_optillm_proxy_health_inside(lab):
     from conformance.lab import lab_exec
 
-    res = lab_exec(
-        "mini", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:4020/health"], timeout=15
-    )
+    res = lab_exec("mini", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                            "http://127.0.0.1:4020/health"], timeout=15)
     assert res.stdout == "200"
 
 
@@ -75,42 +76,27 @@ def test_chat_through_the_chain(lab):
 
     key = secrets(lab)["LITELLM_MASTER_KEY"]
     # OptiLLM (4020) -> LiteLLM studio-high -> studio 4040, from inside the mini.
-    res = lab_exec(
-        "mini",
-        [
-            "curl",
-            "-sS",
-            "-m",
-            "60",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            f"Authorization: Bearer {key}",
-            "-H",
-            "content-type: application/json",
-            "http://127.0.0.1:4020/v1/chat/completions",
-            "-d",
-            '{"model":"studio-high","messages":[{"role":"user","content":"ping"}]}',
-        ],
-        timeout=90,
-    )
+    res = lab_exec("mini", [
+        "curl", "-sS", "-m", "60", "-w", "\n%{http_code}", "-H", f"Authorization: Bearer {key}",
+        "-H", "content-type: application/json", "http://127.0.0.1:4020/v1/chat/completions",
+        "-d", '{"model":"studio-high","messages":[{"role":"user","content":"ping"}]}',
+    ], timeout=90)
     body, _, code = res.stdout.rpartition("\n")
     assert code == "200", body
     assert "pong high" in body
     # LiteLLM optimized-high -> OptiLLM -> LiteLLM studio-high -> studio, from the machine.
-    r = httpx.post(
-        f"http://{MINI}:4000/v1/chat/completions",
-        timeout=60,
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "optimized-high", "messages": [{"role": "user", "content": "ping"}]},
-    )
+    r = httpx.post(f"http://{MINI}:4000/v1/chat/completions", timeout=60,
+                   headers={"Authorization": f"Bearer {key}"},
+                   json={"model": "optimized-high",
+                         "messages": [{"role": "user", "content": "ping"}]})
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "pong high"
 
 
 def test_studio_models_and_auth(lab):
     key = secrets(lab)["OPTILLM_LOCAL_API_KEY"]
-    r = httpx.get(f"http://{STUDIO}:4040/v1/models", timeout=10, headers={"Authorization": f"Bearer {key}"})
+    r = httpx.get(f"http://{STUDIO}:4040/v1/models", timeout=10,
+                  headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 200
     assert [m["id"] for m in r.json()["data"]] == ["labtiny/tiny-chat-high"]
     assert httpx.get(f"http://{STUDIO}:4040/v1/models", timeout=10).status_code == 401
@@ -127,32 +113,18 @@ def test_exec_returns_exit_code_and_runs_inside(lab):
 
 def test_ssh_as_monitor_with_restricted_sudo(lab):
     d = Path(lab.state_dir)
-    base = [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={d / 'known_hosts'}",
-        "-i",
-        str(d / "monitor_ed25519"),
-        "-o",
-        "ConnectTimeout=5",
-        f"monitor@{MINI}",
-    ]
-    ok = subprocess.run(
-        [*base, "sudo -n ss -Htlnp && sudo -n cat /etc/optillm-proxy/env"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    base = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={d / 'known_hosts'}", "-i", str(d / "monitor_ed25519"),
+            "-o", "ConnectTimeout=5", f"monitor@{MINI}"]
+    ok = subprocess.run([*base, "sudo -n ss -Htlnp && sudo -n cat /etc/optillm-proxy/env"],
+                        capture_output=True, text=True, timeout=30, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "127.0.0.1:4020" in ok.stdout and "OPTILLM_HOST=127.0.0.1" in ok.stdout
-    denied = subprocess.run([*base, "sudo -n cat /etc/shadow"], capture_output=True, text=True, timeout=30, check=False)
+    denied = subprocess.run([*base, "sudo -n cat /etc/shadow"], capture_output=True,
+                            text=True, timeout=30, check=False)
     assert denied.returncode != 0
-    root = subprocess.run([*base[:-1], f"root@{MINI}", "true"], capture_output=True, timeout=30, check=False)
+    root = subprocess.run([*base[:-1], f"root@{MINI}", "true"], capture_output=True,
+                          timeout=30, check=False)
     assert root.returncode != 0  # key-only, and no root logins
 
 
@@ -162,9 +134,8 @@ def _env_file(host: str, path: str) -> str:
     return lab_exec(host, ["cat", path], timeout=10).stdout
 
 
-@pytest.mark.parametrize(
-    "name", ["optillm-exposed", "extra-listener", "requirements-unpinned", "unit-disabled", "balanced-stopped"]
-)
+@pytest.mark.parametrize("name", ["optillm-exposed", "extra-listener", "requirements-unpinned",
+                                  "unit-disabled", "balanced-stopped"])
 def test_drift_apply_is_observable_and_reset_restores(lab, clean_drifts, name):
     from conformance.lab import drift_apply, drift_reset, lab_exec, lab_is_healthy
     from conformance.lab.drifts import config_diffs

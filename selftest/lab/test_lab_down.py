@@ -31,7 +31,8 @@ def test_down_leaves_nothing_then_up_again(lab):
     from conformance.lab import cache_dir, lab_down, lab_is_healthy, lab_up
 
     secs = lab_down()
-    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, timeout=10, check=True).stdout
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, timeout=10,
+                           check=True).stdout
     assert "gcbr0" not in links
     assert "vb-gc-" not in links
     assert nspawn_machines() == []

@@ -44,16 +44,8 @@ def _ssh(addr: str, known_hosts: Path, key: Path) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.load_host_keys(str(known_hosts))
-    client.connect(
-        addr,
-        username="monitor",
-        key_filename=str(key),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=10,
-        banner_timeout=10,
-        auth_timeout=10,
-    )
+    client.connect(addr, username="monitor", key_filename=str(key), look_for_keys=False, allow_agent=False,
+                   timeout=10, banner_timeout=10, auth_timeout=10)
     return client
 
 

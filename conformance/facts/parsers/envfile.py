@@ -103,7 +103,9 @@ def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> d
                 start_line = line_no
         elif state is _State.KEY:
             if char == "\n":
-                raise ParseError(source, "no '=' in assignment", line_no=line_no, line=line_text(line_no))
+                raise ParseError(
+                    source, "no '=' in assignment", line_no=line_no, line=line_text(line_no)
+                )
             if char == "=":
                 state = _State.PRE_VALUE
             else:
@@ -162,7 +164,9 @@ def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> d
             line_no += 1
 
     if state in (_State.SINGLE, _State.DOUBLE, _State.DOUBLE_ESCAPE):
-        raise ParseError(source, "unterminated quote", line_no=quote_line, line=line_text(quote_line))
+        raise ParseError(
+            source, "unterminated quote", line_no=quote_line, line=line_text(quote_line)
+        )
     if state is _State.KEY:
         raise ParseError(source, "no '=' in assignment", line_no=line_no, line=line_text(line_no))
     if state in (_State.PRE_VALUE, _State.VALUE, _State.VALUE_ESCAPE):

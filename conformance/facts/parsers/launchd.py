@@ -116,7 +116,9 @@ def parse_launchctl_print(text: str, expected_label: str) -> LaunchdJob:
     if header is None and _NOT_FOUND_TEXT in text:
         raise LaunchdServiceNotFound(expected_label, text.strip())
     if header is None:
-        raise ParseError(source, "expected a '<domain>/<label> = {' header", line_no=index + 1, line=lines[index])
+        raise ParseError(
+            source, "expected a '<domain>/<label> = {' header", line_no=index + 1, line=lines[index]
+        )
     target = header["target"]
     label = label_from_target(target)
     if label != expected_label:

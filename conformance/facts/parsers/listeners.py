@@ -89,7 +89,10 @@ class Listener:
         except ValueError as exc:
             raise ValueError(f"Listener address {self.address!r} is not an IP address") from exc
         if format_address(ip) != self.address:
-            raise ValueError(f"Listener address {self.address!r} is not normalized (expected {format_address(ip)!r})")
+            raise ValueError(
+                f"Listener address {self.address!r} is not normalized "
+                f"(expected {format_address(ip)!r})"
+            )
         if (self.family == "ipv4") != isinstance(ip, ipaddress.IPv4Address):
             raise ValueError(f"Listener address {self.address!r} is not {self.family}")
         if not 0 < self.port < 65536:
@@ -115,7 +118,11 @@ class Listener:
 
     def accepts_ipv4(self) -> bool:
         """IPv4 clients can connect: an IPv4 socket, a dual-stack ``*``, or a v4-mapped bind."""
-        return self.family == "ipv4" or self.dual_stack or isinstance(_effective(self._ip), ipaddress.IPv4Address)
+        return (
+            self.family == "ipv4"
+            or self.dual_stack
+            or isinstance(_effective(self._ip), ipaddress.IPv4Address)
+        )
 
     def accepts_ipv6(self) -> bool:
         """IPv6 clients can connect: an IPv6 socket not bound to a v4-mapped address."""
@@ -182,7 +189,9 @@ def _ip_or_error(text: str, *, source: str, line_no: int, line: str, what: str) 
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        raise ParseError(source, f"cannot parse {what} {text!r} as an IP address", line_no=line_no, line=line) from None
+        raise ParseError(
+            source, f"cannot parse {what} {text!r} as an IP address", line_no=line_no, line=line
+        ) from None
 
 
 def _port_or_error(text: str, *, source: str, line_no: int, line: str) -> int:
@@ -349,7 +358,9 @@ def parse_ss(text: str) -> list[Listener]:
             )
         state = match["state"]
         if state not in _SS_STATES:
-            raise ParseError(_SS_SOURCE, f"unknown socket state {state!r}", line_no=line_no, line=line)
+            raise ParseError(
+                _SS_SOURCE, f"unknown socket state {state!r}", line_no=line_no, line=line
+            )
         if state != "LISTEN":
             continue
         ip, port, family, dual, iface = _parse_ss_local(match["local"], line_no, line)
@@ -357,9 +368,15 @@ def parse_ss(text: str) -> list[Listener]:
         rest = match["rest"] or ""
         if "users:(" in rest:
             users = _SS_USERS.search(rest)
-            found = [(m["name"], int(m["pid"])) for m in _SS_USER.finditer(users["body"])] if (users) else []
+            found = (
+                [(m["name"], int(m["pid"])) for m in _SS_USER.finditer(users["body"])]
+                if (users)
+                else []
+            )
             if not found:
-                raise ParseError(_SS_SOURCE, "cannot parse the users:(...) column", line_no=line_no, line=line)
+                raise ParseError(
+                    _SS_SOURCE, "cannot parse the users:(...) column", line_no=line_no, line=line
+                )
             processes = _unique_processes(found)
         out.append(
             _make(
@@ -375,7 +392,9 @@ def parse_ss(text: str) -> list[Listener]:
     return out
 
 
-def _parse_ss_local(token: str, line_no: int, line: str) -> tuple[IPAddress, int, Family, bool, str | None]:
+def _parse_ss_local(
+    token: str, line_no: int, line: str
+) -> tuple[IPAddress, int, Family, bool, str | None]:
     host, sep, port_text = token.rpartition(":")
     if not sep or not host:
         raise ParseError(
@@ -389,11 +408,17 @@ def _parse_ss_local(token: str, line_no: int, line: str) -> tuple[IPAddress, int
     if host.startswith("["):
         inner, bracket, after = host[1:].partition("]")
         if not bracket or (after and not after.startswith("%")) or after == "%":
-            raise ParseError(_SS_SOURCE, f"cannot parse local address {token!r}", line_no=line_no, line=line)
+            raise ParseError(
+                _SS_SOURCE, f"cannot parse local address {token!r}", line_no=line_no, line=line
+            )
         iface = after[1:] or None
-        ip = _ip_or_error(inner, source=_SS_SOURCE, line_no=line_no, line=line, what="local address")
+        ip = _ip_or_error(
+            inner, source=_SS_SOURCE, line_no=line_no, line=line, what="local address"
+        )
         if not isinstance(ip, ipaddress.IPv6Address):
-            raise ParseError(_SS_SOURCE, f"bracketed address {inner!r} is not IPv6", line_no=line_no, line=line)
+            raise ParseError(
+                _SS_SOURCE, f"bracketed address {inner!r} is not IPv6", line_no=line_no, line=line
+            )
         return ip, port, "ipv6", False, iface
     if "%" in host:
         host, _, iface_text = host.partition("%")
@@ -452,7 +477,8 @@ def _parse_lsof_name(
         if type_ is None:
             raise ParseError(
                 source,
-                "'*' without the type field: cannot tell 0.0.0.0 from '::' (request the t field, -Fpcnt)",
+                "'*' without the type field: cannot tell 0.0.0.0 from "
+                "'::' (request the t field, -Fpcnt)",
                 line_no=line_no,
                 line=line,
             )
@@ -503,7 +529,8 @@ def parse_lsof(text: str) -> list[Listener]:
         if match is None:
             raise ParseError(
                 _LSOF_SOURCE,
-                "expected 'COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME (STATE)' with TYPE IPv4/IPv6",
+                "expected 'COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME (STATE)' with TYPE "
+                "IPv4/IPv6",
                 line_no=line_no,
                 line=line,
             )
@@ -511,7 +538,9 @@ def parse_lsof(text: str) -> list[Listener]:
             continue
         state = match["state"]
         if state is None:
-            raise ParseError(_LSOF_SOURCE, "no TCP state after NAME (was -T given?)", line_no=line_no, line=line)
+            raise ParseError(
+                _LSOF_SOURCE, "no TCP state after NAME (was -T given?)", line_no=line_no, line=line
+            )
         if state != "LISTEN" or "->" in match["name"]:
             continue
         ip, port, family, known, iface = _parse_lsof_name(
@@ -609,7 +638,9 @@ def parse_lsof_fields(text: str) -> list[Listener]:
             continue
         key, value = line[0], line[1:]
         if key not in _LSOF_KNOWN_FIELDS:
-            raise ParseError(_LSOF_FIELDS_SOURCE, f"unknown field identifier {key!r}", line_no=line_no, line=line)
+            raise ParseError(
+                _LSOF_FIELDS_SOURCE, f"unknown field identifier {key!r}", line_no=line_no, line=line
+            )
         if key == "p":
             flush()
             current, raw_lines = {}, []
@@ -804,7 +835,9 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
         if not tokens[0].startswith("tcp"):
             if tokens[0].startswith(("udp", "icm", "raw")):
                 continue
-            raise ParseError(_NETSTAT_MACOS_SOURCE, "expected a tcp4/tcp6/tcp46 row", line_no=line_no, line=line)
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE, "expected a tcp4/tcp6/tcp46 row", line_no=line_no, line=line
+            )
         if not header_seen:
             raise ParseError(
                 _NETSTAT_MACOS_SOURCE,
@@ -821,7 +854,10 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
             )
         rows.append((line_no, line, tokens))
     if wide is None:
-        wide = any(len(t[3].rpartition(".")[0].partition("%")[0]) > _NETSTAT_MACOS_V6_CUT for _, _, t in rows)
+        wide = any(
+            len(t[3].rpartition(".")[0].partition("%")[0]) > _NETSTAT_MACOS_V6_CUT
+            for _, _, t in rows
+        )
     out: list[Listener] = []
     for line_no, line, tokens in rows:
         if tokens[5] != "LISTEN":
@@ -843,7 +879,11 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
         family: Family = "ipv4" if proto == "tcp4" else "ipv6"
         dual = False
         if host == "*":
-            ip: IPAddress = ipaddress.IPv4Address("0.0.0.0") if family == "ipv4" else ipaddress.IPv6Address("::")
+            ip: IPAddress = (
+                ipaddress.IPv4Address("0.0.0.0")
+                if family == "ipv4"
+                else ipaddress.IPv6Address("::")
+            )
             dual = proto == "tcp46"
         else:
             if not wide and ":" in host and len(host) == _NETSTAT_MACOS_V6_CUT:
@@ -853,7 +893,9 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
                     line_no=line_no,
                     line=line,
                 )
-            ip = _ip_or_error(host, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line, what="local address")
+            ip = _ip_or_error(
+                host, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line, what="local address"
+            )
             if family == "ipv4" and not isinstance(ip, ipaddress.IPv4Address):
                 raise ParseError(
                     _NETSTAT_MACOS_SOURCE,

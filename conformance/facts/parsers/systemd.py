@@ -59,12 +59,15 @@ def parse_systemctl_show(text: str) -> dict[str, str]:
     if len(blocks) != 1:
         raise ParseError(
             _SHOW_SOURCE,
-            f"expected the properties of one unit, found {len(blocks)} blocks (use parse_systemctl_show_many)",
+            f"expected the properties of one unit, found "
+            f"{len(blocks)} blocks (use parse_systemctl_show_many)",
         )
     return blocks[0]
 
 
-_EXEC_SHOWN = re.compile(r"^\{ path=(?P<path>.*?) ; argv\[\]=(?P<argv>.*?) ; (?:ignore_errors|flags)=.*\}$")
+_EXEC_SHOWN = re.compile(
+    r"^\{ path=(?P<path>.*?) ; argv\[\]=(?P<argv>.*?) ; (?:ignore_errors|flags)=.*\}$"
+)
 
 
 def parse_exec_commands(value: str) -> list[tuple[str, ...]]:
@@ -104,7 +107,9 @@ def parse_exec_start(value: str) -> tuple[str, ...]:
     if not commands:
         return ()
     if len(commands) > 1:
-        raise ParseError(_SHOW_SOURCE, f"{len(commands)} commands where one was expected", line=value)
+        raise ParseError(
+            _SHOW_SOURCE, f"{len(commands)} commands where one was expected", line=value
+        )
     return commands[0]
 
 
@@ -316,6 +321,8 @@ def parse_unit_file(text: str, source: str) -> dict[str, dict[str, list[str]]]:
                 line=lines[line_no - 1],
             )
         if current is None:
-            raise ParseError(source, "assignment before any [Section]", line_no=line_no, line=lines[line_no - 1])
+            raise ParseError(
+                source, "assignment before any [Section]", line_no=line_no, line=lines[line_no - 1]
+            )
         current.setdefault(key.strip(), []).append(item.strip())
     return sections

@@ -38,7 +38,9 @@ def test_print_running():
 
 
 def test_print_not_running():
-    job = parse_launchctl_print(text("macos-launchctl-print-gui-not-running.txt"), "com.example.optillm.local-low")
+    job = parse_launchctl_print(
+        text("macos-launchctl-print-gui-not-running.txt"), "com.example.optillm.local-low"
+    )
     assert job.state == "not running" and job.pid is None and not job.running
     assert job.last_exit_code == "(never exited)"
     assert job.working_directory is None

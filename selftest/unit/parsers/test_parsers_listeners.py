@@ -38,7 +38,9 @@ EXPECTED_LINUX = {
 }
 
 
-@pytest.mark.parametrize("sample", ["linux-ss-Htlnp-lab.txt", "linux-ss-Htln-lab.txt", "linux-ss-tlnp-header-lab.txt"])
+@pytest.mark.parametrize(
+    "sample", ["linux-ss-Htlnp-lab.txt", "linux-ss-Htln-lab.txt", "linux-ss-tlnp-header-lab.txt"]
+)
 def test_ss_recorded(sample):
     found = by_port(parse_ss(text(sample)))
     for port, (address, family, dual, iface) in EXPECTED_LINUX.items():
