@@ -41,7 +41,7 @@ def judge(case: Case) -> Result:
     if service.kind == "optillm-proxy":
         return judge_forwarding(service, optillm_settings(case.facts(), service), None)
     litellm = litellm_service(case.inventory, service)
-    return judge_forwarding(service, None, router_graph(case.inventory, case.facts(litellm.host), litellm))
+    return judge_forwarding(service, None, router_graph(case.inventory, case.facts, litellm))
 
 
 CONTRACT = ContractSpec(

@@ -107,7 +107,7 @@ def _per_model(case: Case) -> Result:
     check, port = case.health, case.port
     assert check is not None and port is not None
     litellm = litellm_service(case.inventory, case.service)
-    graph = router_graph(case.inventory, case.facts(litellm.host), litellm)
+    graph = router_graph(case.inventory, case.facts, litellm)
     results = [
         (handle, judge_answer(check, port, case.lan(_request(case, f"{check.path}?model={handle}"))))
         for handle in graph.handles()

@@ -22,7 +22,7 @@ def judge_graph(graph: ModelGraph) -> Result:
 
 def judge(case: Case) -> Result:
     litellm = litellm_service(case.inventory, case.service)
-    return judge_graph(router_graph(case.inventory, case.facts(litellm.host), litellm))
+    return judge_graph(router_graph(case.inventory, case.facts, litellm))
 
 
 CONTRACT = ContractSpec(

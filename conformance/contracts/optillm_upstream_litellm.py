@@ -2,62 +2,39 @@
 
 The effective settings are computed as OptiLLM computes them: flags over ``OPTILLM_*``
 environment over defaults; ``OPTILLM_API_KEY`` in the environment switches it to local
-inference; with the proxy approach, every provider of the proxy plugin's
-``proxy_config.yaml`` (in the service user's home) is an upstream too. Each URL must name
+inference; every provider of the proxy plugin's config (``~/.optillm/proxy_config.yaml`` of
+the service user, else the packaged example) is an upstream too, since any request can
+select the plugin (selftest/corpus/RULES.md). Each URL must name
 LiteLLM's host, port and ``/v1`` path, and reach LiteLLM as it is really bound.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from conformance.contracts._listeners import describe
 from conformance.contracts.base import Case, ContractSpec, Scope
+from conformance.facts.addresses import HostIdentity, connect_address
 from conformance.facts.environment import OptiLLMSettings, optillm_settings
 from conformance.facts.model import HostFacts
+from conformance.facts.routing import host_identity
 from conformance.inventory.model import Host, Inventory, Port, Service
 from conformance.results import Result, broken, passed, violated
 
-LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+def _identity(host: Host, facts: HostFacts | None) -> HostIdentity:
+    return host_identity(host, facts.hostname if facts else None)
 
 
 def means_host(url_host: str, host: Host, facts: HostFacts | None) -> bool:
-    """Whether a URL's host part names ``host`` (loopback names count when on that host)."""
-    name = url_host.strip("[]").lower()
-    if name in LOCAL_NAMES:
-        return True
-    own = {value.lower() for value in (host.address, host.hostname, facts.hostname if facts else None) if value}
-    if name in own or name.split(".")[0] in {item.split(".")[0] for item in own if not _is_ip(item)}:
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback or str(address) in own
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    """Whether a URL's host part, used on ``host`` itself, reaches ``host`` (conformance.facts.addresses)."""
+    return _identity(host, facts).reached_from_itself(url_host)
 
 
 def _connect_address(url_host: str, host: Host) -> str | None:
     """The address a connect to ``url_host`` on ``host`` itself goes to, when knowable."""
-    name = url_host.strip("[]").lower()
-    if name in LOCAL_NAMES:
-        return "127.0.0.1"  # resolvers try 127.0.0.1 first for "localhost"
-    if _is_ip(name):
-        return None if ipaddress.ip_address(name).is_unspecified else name
-    if host.hostname and name.split(".")[0] == host.hostname.split(".")[0] and host.address and _is_ip(host.address):
-        return host.address
-    return None
+    return connect_address(url_host, _identity(host, None))
 
 
 @dataclass(frozen=True)
@@ -79,10 +56,7 @@ def judge_upstream(
     host_ok = (
         means_host(parts.hostname, litellm_host, facts)
         if same_host
-        else (
-            parts.hostname.lower()
-            in {value.lower() for value in (litellm_host.address, litellm_host.hostname) if value}
-        )
+        else _identity(litellm_host, None).named_by(parts.hostname)
     )
     if not host_ok:
         return UpstreamVerdict(
@@ -137,22 +111,29 @@ def optillm_upstream_is_litellm(
             facts,
         )
     ]
-    if settings.values["approach"] == "proxy":
-        if settings.proxy_config_error:
-            return broken(f"cannot read {service.name}'s proxy plugin config", settings.proxy_config_error, **evidence)
-        for provider in settings.providers:
-            verdicts.append(
-                judge_upstream(
-                    str(provider.get("base_url") or ""),
-                    f"proxy_config provider {provider.get('name')!r}",
-                    litellm,
-                    litellm_host,
-                    litellm_port,
-                    same_host,
-                    facts,
-                )
+    # The proxy plugin's providers are upstreams whenever the plugin can run: always with
+    # --approach proxy, and on any request that selects it (RULES.md O3-O6); with no providers
+    # the plugin uses the default client judged above.
+    if settings.proxy_config_error:
+        evidence["proxy plugin"] = settings.proxy_config_error
+    if settings.proxy_plugin is not None and settings.proxy_plugin.unset:
+        evidence["proxy_config ${VAR} left literal"] = ", ".join(settings.proxy_plugin.unset)
+    selection = "every request (--approach proxy)" if settings.proxy_by_default else "requests that select proxy"
+    if settings.proxy_plugin is not None and settings.proxy_plugin.packaged and settings.providers:
+        evidence["proxy_config"] = f"{settings.proxy_config_path}: no proxy_config.yaml in the service user's HOME"
+    for provider in settings.providers:
+        verdicts.append(
+            judge_upstream(
+                str(provider.get("base_url") or ""),
+                f"proxy plugin provider {provider.get('name')!r} ({selection})",
+                litellm,
+                litellm_host,
+                litellm_port,
+                same_host,
+                facts,
             )
-            evidence[f"provider {provider.get('name')}"] = str(provider.get("base_url"))
+        )
+        evidence[f"provider {provider.get('name')}"] = str(provider.get("base_url"))
     wrong = [verdict for verdict in verdicts if verdict.problem]
     if wrong:
         return violated(

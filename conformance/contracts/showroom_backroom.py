@@ -67,7 +67,7 @@ def lan_probes(case: Case) -> Sequence[LanRequest]:
 def judge(case: Case) -> Result:
     inventory = case.inventory
     litellm = litellm_service(inventory, case.service)
-    graph = router_graph(inventory, case.facts(litellm.host), litellm)
+    graph = router_graph(inventory, case.facts, litellm)
     live_handles: list[str] | None = None
     request = _models_request(case)
     if request is not None:

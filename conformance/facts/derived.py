@@ -6,12 +6,12 @@ rebuilds a path, a URL or an environment by hand.
 
 from __future__ import annotations
 
-import yaml
+from collections.abc import Callable
 
 from conformance.errors import FactUnavailable
 from conformance.facts.environment import hf_cache_of, instance_environment, service_environment
 from conformance.facts.model import HostFacts
-from conformance.facts.routing import ModelGraph, build_model_graph
+from conformance.facts.routing import ModelGraph, graph_from_router_text, optillm_routes
 from conformance.inventory.model import Inventory, Service
 from conformance.paths import file_key
 
@@ -26,20 +26,20 @@ def litellm_service(inventory: Inventory, preferred: Service | None = None) -> S
     return found
 
 
-def router_graph(inventory: Inventory, facts: HostFacts, litellm: Service) -> ModelGraph:
-    """Where each of LiteLLM's handles really goes, from its router config and environment."""
+def router_graph(inventory: Inventory, facts_of: Callable[[str], HostFacts], litellm: Service) -> ModelGraph:
+    """Where each of LiteLLM's handles really goes: its router config resolved as LiteLLM does
+    (includes, os.environ/, aliases, fallbacks, provider defaults), and through each OptiLLM
+    proxy by its approach prefixes and proxy-plugin model_map (selftest/corpus/RULES.md)."""
+    facts = facts_of(litellm.host)
     router_file = next((file for file in litellm.files if file.role == "router_config"), None)
     if router_file is None:
         raise FactUnavailable(f"{litellm.name} declares no router_config file")
-    content = facts.file(file_key(litellm.name, router_file.path)).require()
-    try:
-        router = yaml.safe_load(content) or {}
-    except yaml.YAMLError as exc:
-        raise FactUnavailable(f"{router_file.path} is not valid YAML: {exc}") from None
-    if not isinstance(router, dict):
-        raise FactUnavailable(f"{router_file.path} is not a mapping (LiteLLM reads its keys)")
+    fact = facts.file(file_key(litellm.name, router_file.path))
     env = service_environment(facts, litellm)
-    return build_model_graph(router, env, inventory, litellm.name)
+    approaches, plugins = optillm_routes(inventory, facts_of)
+    return graph_from_router_text(
+        fact.require(), fact.path or router_file.path, facts, env, inventory, litellm.name, approaches, plugins
+    )
 
 
 def models_present(inventory: Inventory, facts_of: dict[str, HostFacts]) -> dict[str, set[str]]:

@@ -95,6 +95,9 @@ class Host(Record):
     connection: Literal["ssh", "local"] = "ssh"
     address: HostAddress | None = Field(default=None, description="Supplied per site.")
     hostname: str | None = Field(default=None, description="Expected hostname; per site.")
+    aliases: tuple[str, ...] = Field(
+        default=(), description="Other whole names that resolve to this host (a URL naming one reaches it)."
+    )
     ssh: SshSettings = SshSettings()
     allowed_listeners: tuple[AllowedListener, ...] = ()
     stand_in: str | None = Field(default=None, description="Why this host differs from the real one (lab only).")

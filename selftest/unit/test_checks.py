@@ -151,7 +151,8 @@ def test_showroom_names_the_absent_model(lab):
     text = result.render()
     assert result.outcome is Outcome.VIOLATED
     assert "handle 'ghost' -> labtiny/absent at studio:4040" in text
-    assert "handle 'cloud' -> gpt-4o at (public openai API)" in text
+    # no api_base: LiteLLM's OpenAI chain ends at the public API (main.py L1712-1718)
+    assert "handle 'cloud' -> gpt-4o at api.openai.com" in text
     assert "'db-only' is served live" in text
     assert "optimized-high" not in text.split("graph:")[0]
 
