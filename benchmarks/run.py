@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.naive_baseline import naive_checks  # noqa: E402
 from conformance.inventory.loader import load_inventory  # noqa: E402
-from conformance.lab import lab_up, secrets_env  # noqa: E402
+from lab import lab_up, secrets_env  # noqa: E402
 
 LAB_INVENTORY = ROOT / "inventory" / "lab.yaml"
 

@@ -30,9 +30,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from conformance.lab import lab_up, secrets_env  # noqa: E402
-from conformance.lab import scale as lab_scale  # noqa: E402
-from conformance.lab.config import state_dir  # noqa: E402
+from lab import lab_up, secrets_env  # noqa: E402
+from lab import scale as lab_scale  # noqa: E402
+from lab.config import state_dir  # noqa: E402
 
 LAB_INVENTORY = ROOT / "inventory" / "lab.yaml"
 HOST_COUNTS = (2, 10, 22)
@@ -98,8 +98,13 @@ def scale_inventory(extra: int) -> dict[str, object]:
             }
         )
         ports.append(
-            {"port": lab_scale.STANDIN_PORT, "host": host.name, "service": service, "bind": "0.0.0.0",
-             "exposure": "lan"}
+            {
+                "port": lab_scale.STANDIN_PORT,
+                "host": host.name,
+                "service": service,
+                "bind": "0.0.0.0",
+                "exposure": "lan",
+            }
         )
         checks.append(
             {
@@ -125,8 +130,14 @@ def write_inventory(folder: Path, total: int) -> Path:
 
 
 def check_inventory(path: Path) -> None:
-    command = [sys.executable, "-c", "import sys; from conformance.cli import main; sys.exit(main())",
-               "inventory", "check", str(path)]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from conformance.cli import main; sys.exit(main())",
+        "inventory",
+        "check",
+        str(path),
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise SystemExit(f"generated inventory {path} is invalid:\n{done.stdout}{done.stderr}")
@@ -148,12 +159,28 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
     # "-c pyproject.toml": pytest picks its rootdir and ini file from the path-like
     # arguments, option values included; with the inventory and the reports both in a temp
     # dir it would settle there, lose testpaths and markers, and collect the whole checkout.
-    command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "-n", "auto", "-q",
-               "-p", "no:randomly", "--inventory", str(inventory), "--reports-dir", str(reports),
-               "--bulletin", str(reports / "bulletin.jsonl")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "-n",
+        "auto",
+        "-q",
+        "-p",
+        "no:randomly",
+        "--inventory",
+        str(inventory),
+        "--reports-dir",
+        str(reports),
+        "--bulletin",
+        str(reports / "bulletin.jsonl"),
+    ]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT, check=False
+    )
     seconds = time.monotonic() - started
     suite = ET.parse(reports / "junit.xml").getroot()
     if suite.tag == "testsuites":
@@ -223,9 +250,11 @@ def main() -> int:
                     run = suite_run(path, folder / f"reports-{total}-{index}", env)
                     drifts |= set(main_lab_drifts())
                     results.setdefault(total, []).append(run)
-                    print(f"  run {index + 1}/{args.runs}, {total:>2} hosts: {run.seconds:6.2f} s, exit {run.code}, "
-                          f"{run.tests} tests, {run.failed} failed, {run.errors} errors, {run.workers} workers"
-                          + (f"; main lab drifts applied meanwhile: {', '.join(sorted(drifts))}" if drifts else ""))
+                    print(
+                        f"  run {index + 1}/{args.runs}, {total:>2} hosts: {run.seconds:6.2f} s, exit {run.code}, "
+                        f"{run.tests} tests, {run.failed} failed, {run.errors} errors, {run.workers} workers"
+                        + (f"; main lab drifts applied meanwhile: {', '.join(sorted(drifts))}" if drifts else "")
+                    )
                     if run.code != 0:
                         failed = True
                         lines = problem_lines(run.output)
@@ -240,18 +269,24 @@ def main() -> int:
     base = statistics.median(r.seconds for r in results[MAIN_HOSTS])
     workers = {r.workers for runs in results.values() for r in runs}
     print()
-    print(f"full suites, pytest -n auto, {'/'.join(str(w) for w in sorted(workers))} worker(s), "
-          f"median of {args.runs} run(s); {os.cpu_count()} CPUs")
+    print(
+        f"full suites, pytest -n auto, {'/'.join(str(w) for w in sorted(workers))} worker(s), "
+        f"median of {args.runs} run(s); {os.cpu_count()} CPUs"
+    )
     print(f"{'hosts':>5}  {'tests':>5}  {'wall time (median)':>18}  {'ratio to 2 hosts':>16}  runs")
     for total in HOST_COUNTS:
         runs = results[total]
         median = statistics.median(r.seconds for r in runs)
-        print(f"{total:>5}  {runs[0].tests:>5}  {median:>16.2f} s  {median / base:>15.2f}x  "
-              f"{', '.join(f'{r.seconds:.2f}' for r in runs)}")
+        print(
+            f"{total:>5}  {runs[0].tests:>5}  {median:>16.2f} s  {median / base:>15.2f}x  "
+            f"{', '.join(f'{r.seconds:.2f}' for r in runs)}"
+        )
     last = results[max(HOST_COUNTS)]
     bad = [r for r in last if r.code != 0 or r.failed or r.errors]
-    print(f"{max(HOST_COUNTS)}-host runs: {sum(r.failed for r in last)} failures, "
-          f"{sum(r.errors for r in last)} errors, exit codes {sorted({r.code for r in last})}")
+    print(
+        f"{max(HOST_COUNTS)}-host runs: {sum(r.failed for r in last)} failures, "
+        f"{sum(r.errors for r in last)} errors, exit codes {sorted({r.code for r in last})}"
+    )
     return 1 if failed or bad else 0
 
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conformance.bulletin.store import open_problems, read_entries
-from conformance.inventory.loader import InventoryError, load_inventory
-from conformance.lab.cli import add_lab_parser, run_lab_command
+from conformance.errors import InventoryError
+from conformance.inventory.loader import load_inventory
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 2
@@ -94,11 +94,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not site_given:
         print("no site given (CONFORMANCE_SITE, CONFORMANCE_HOST_*, --inventory): running against the lab")
+        from lab.cli import run_lab_command
+
         status = run_lab_command(argparse.Namespace(lab_command="up"))
         if status != 0:
             return status
         env["CONFORMANCE_INVENTORY"] = str(PROJECT_ROOT / "inventory" / "lab.yaml")
-        from conformance.lab.api import secrets_env
+        from lab.api import secrets_env
 
         for key, value in secrets_env().items():
             env.setdefault(key, value)
@@ -134,6 +136,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+SUITE_FOLDERS = {"hosts": "tests_hosts", "contracts": "tests_contracts", "health": "tests_health"}
+
+
+def _contracts(args: argparse.Namespace) -> int:
+    from conformance.contracts import describe, load_registry
+
+    registry = load_registry(Path.cwd())
+    if args.write_readmes:
+        for suite, folder in SUITE_FOLDERS.items():
+            path = PROJECT_ROOT / folder / "README.md"
+            path.write_text(describe(registry, suite), encoding="utf-8")  # type: ignore[arg-type]
+            print(f"wrote {path}")
+        return 0
+    for spec in registry:
+        print(f"{spec.id:30} {spec.suite:10} {spec.scope.value:17} {spec.statement}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conformance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -149,9 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     bulletin = sub.add_parser("bulletin", help="print the open bulletin entries")
     bulletin.add_argument("--json", action="store_true")
     bulletin.add_argument("--file", default=None)
+    contracts = sub.add_parser("contracts", help="list the registered contracts (id, suite, scope, statement)")
+    contracts.add_argument(
+        "--write-readmes", action="store_true", help="regenerate tests_*/README.md from the registry"
+    )
     report = sub.add_parser("report", help="generate the HTML report from the Allure results")
     report.add_argument("--results", default=str(PROJECT_ROOT / "reports" / "allure-results"))
     report.add_argument("--output", default=str(PROJECT_ROOT / "reports" / "allure-report"))
+    from lab.cli import add_lab_parser  # the lab is its own package; `conformance lab` delegates to it
+
     add_lab_parser(sub)
     return parser
 
@@ -166,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "contracts":
+        return _contracts(args)
     if args.command == "lab":
+        from lab.cli import run_lab_command
+
         return run_lab_command(args)
     return EXIT_USAGE
 

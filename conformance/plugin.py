@@ -1,7 +1,8 @@
 """The pytest plugin: options, parametrization, fixtures and hook wiring only.
 
-Everything it calls lives in the package: the inventory loader, case generation, the
-runtime that gathers facts, the checks, and the sinks.
+Everything it calls lives in the package: the inventory loader, the contract registry
+(which yields the cases and the suites' tests), the runtime that gathers facts, the outcome
+policy, and the sinks.
 """
 
 from __future__ import annotations
@@ -13,27 +14,39 @@ from typing import Any
 
 import pytest
 
-from conformance.assertions import RESULT_ATTRIBUTE, CheckBroken, ContractViolation
-from conformance.cases import Case, cases_for
-from conformance.inventory.loader import INVENTORY_ENV, InventoryError, load_inventory
-from conformance.results import Result
+from conformance import outcomes
+from conformance.contracts import (
+    CASE_FIXTURE,
+    CHECK_ATTRIBUTE,
+    Case,
+    ContractSpec,
+    Registry,
+    activate,
+    cases_of,
+    load_registry,
+)
+from conformance.errors import InventoryError, RegistryError
+from conformance.inventory.loader import INVENTORY_ENV, load_inventory
+from conformance.probes import LanRequest
+from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
-from conformance.sinks import session as session_sink
+from conformance.sinks import Sink
+from conformance.sinks.controller import RESULT_PROPERTY, RUN_ID_KEY, Controller, outcome_of, run_sinks
 from conformance.transport.audit import AuditLog
 
-CASE_FIXTURES = (
-    "host_case",
-    "service_case",
-    "unit_case",
-    "port_owner_case",
-    "port_case",
-    "reserved_port_case",
-    "file_case",
-    "health_case",
-    "contract_case",
-)
 RUNTIME_KEY = pytest.StashKey[Runtime]()
-RESULT_PROPERTY = "conformance_result"
+REGISTRY_KEY = pytest.StashKey[Registry]()
+SINKS_KEY = pytest.StashKey[list[Sink]]()
+RESULT_KEY = pytest.StashKey[Result]()
+CASE_KEY = pytest.StashKey[Case]()
+
+
+class ContractViolation(AssertionError):
+    """The contract is violated; the message is the owner-readable rendering."""
+
+
+class CheckBroken(Exception):
+    """The contract could not be checked; the message names the cause."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -109,25 +122,29 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.xmlpath = str(reports / "junit.xml")
     try:
         inventory = load_inventory(_inventory_path(config), config.getoption("--site"))
-    except InventoryError as exc:
+        registry = load_registry(_project_dir(config))
+        registry.check_agreement(inventory)
+    except (InventoryError, RegistryError) as exc:
         # UsageError makes pytest exit with code 4 before collecting anything.
         raise pytest.UsageError(str(exc)) from None
+    activate(registry)
+    config.stash[REGISTRY_KEY] = registry
     run_id = workerinput["conformance_run_id"] if workerinput else new_run_id()
-    config.stash[session_sink.RUN_ID_KEY] = run_id
+    config.stash[RUN_ID_KEY] = run_id
     audit = AuditLog(reports_dir(config) / "audit.jsonl", run_id)
     options = RunOptions(model_health=bool(config.getoption("--model-health")))
     config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
+    sinks = run_sinks(config, inventory, reports_dir(config), run_id)
+    config.stash[SINKS_KEY] = sinks
     if workerinput is None:
-        config.pluginmanager.register(
-            session_sink.ControllerSink(config, inventory, reports_dir(config)), "conformance-controller"
-        )
+        config.pluginmanager.register(Controller(sinks), "conformance-controller")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller hook: every worker shares the controller's run id."""
     config = node.config
-    node.workerinput["conformance_run_id"] = config.stash[session_sink.RUN_ID_KEY]
+    node.workerinput["conformance_run_id"] = config.stash[RUN_ID_KEY]
     node.workerinput["conformance_options"] = {
         "allure_report_dir": getattr(config.option, "allure_report_dir", None),
         # Only the controller cleans the results folder, once, before any worker starts.
@@ -142,15 +159,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    check = getattr(metafunc.function, CHECK_ATTRIBUTE, None)
     runtime = metafunc.config.stash.get(RUNTIME_KEY, None)
-    if runtime is None:
+    if check is None or runtime is None or CASE_FIXTURE not in metafunc.fixturenames:
         return
-    for name in CASE_FIXTURES:
-        if name in metafunc.fixturenames:
-            marker = metafunc.definition.get_closest_marker("check")
-            check = marker.args[0] if marker else None
-            cases = cases_for(runtime.inventory, name, check)
-            metafunc.parametrize(name, cases, ids=[case.id for case in cases], indirect=True)
+    spec = metafunc.config.stash[REGISTRY_KEY].get(check)
+    cases = cases_of(spec, runtime.inventory)
+    metafunc.parametrize(CASE_FIXTURE, cases, ids=[case.id for case in cases], indirect=True)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -160,52 +175,73 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     explicit = any(arg.startswith("--dist") or arg == "-d" for arg in config.invocation_params.args)
     if runtime is None or explicit or config.option.dist != "load":
         return None
-    from conformance.scheduling import HostScheduling, host_of_case_ids
+    from conformance.scheduling import HostScheduling
 
-    return HostScheduling(config, log, host_of_case_ids(runtime.inventory, CASE_FIXTURES))
+    registry = config.stash[REGISTRY_KEY]
+    hosts = {case.id: case.host for case in registry.cases(runtime.inventory)}
+    return HostScheduling(config, log, hosts)
 
 
-def _bind(request: pytest.FixtureRequest) -> Case:
+@pytest.fixture(name=CASE_FIXTURE)
+def conformance_case(request: pytest.FixtureRequest) -> Case:
+    """The case a contract's test judges, bound to this run."""
     case: Case = request.param
     case.runtime = request.config.stash[RUNTIME_KEY]
+    request.node.stash[CASE_KEY] = case
     return case
 
 
-host_case = pytest.fixture(_bind, name="host_case")
-service_case = pytest.fixture(_bind, name="service_case")
-unit_case = pytest.fixture(_bind, name="unit_case")
-port_owner_case = pytest.fixture(_bind, name="port_owner_case")
-port_case = pytest.fixture(_bind, name="port_case")
-reserved_port_case = pytest.fixture(_bind, name="reserved_port_case")
-file_case = pytest.fixture(_bind, name="file_case")
-health_case = pytest.fixture(_bind, name="health_case")
-contract_case = pytest.fixture(_bind, name="contract_case")
+def run_case(item: pytest.Item, spec: ContractSpec, case: Case) -> Result:
+    """Judge one case under the outcome policy and raise the pytest outcome it stands for.
+
+    violated -> a failed test (an AssertionError, so Allure calls it "failed");
+    broken   -> an error (CheckBroken; reported as ERROR, Allure "broken");
+    skipped  -> a skipped test with the reason; passed -> nothing.
+    """
+    __tracebackhide__ = True
+    result = outcomes.evaluate(spec, case)
+    item.stash[RESULT_KEY] = result
+    for sink in item.config.stash[SINKS_KEY]:
+        sink.on_test(case, result)
+    if result.outcome is Outcome.SKIPPED:
+        pytest.skip(result.summary)
+    if result.outcome is Outcome.VIOLATED:
+        raise ContractViolation(result.render())
+    if result.outcome is Outcome.BROKEN:
+        raise CheckBroken(result.render())
+    return result
 
 
 def _case_of(item: pytest.Item) -> Case | None:
     callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    for name in CASE_FIXTURES:
-        if name in callspec.params:
-            value = callspec.params[name]
-            return value if isinstance(value, Case) else None
-    return None
+    value = callspec.params.get(CASE_FIXTURE) if callspec is not None else None
+    return value if isinstance(value, Case) else None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    """Single-process runs: gather every host and make every LAN probe at once, in threads."""
     config = session.config
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is None or getattr(config.option, "collectonly", False) or hasattr(config, "workerinput"):
         return
     if getattr(config.option, "dist", "no") != "no":
         return  # the controller of an xdist run executes no test itself
-    cases = [case for item in session.items if (case := _case_of(item)) is not None]
-    hosts = sorted({case.host for case in cases})
-    services = {case.service.name for case in cases if case.service is not None}
-    from conformance.evaluate import prefetch_plan
-
-    runtime.prefetch(hosts, prefetch_plan(runtime, services) if hosts else [])
+    registry = config.stash[REGISTRY_KEY]
+    requests: list[LanRequest] = []
+    hosts: set[str] = set()
+    for item in session.items:
+        case = _case_of(item)
+        if case is None:
+            continue
+        hosts.add(case.host)
+        case.runtime = runtime
+        spec = registry.get(case.check)
+        if case.service is None or case.service.is_live:
+            try:
+                requests += spec.lan_probes(case)
+            except Exception:  # noqa: BLE001, S112 - the check itself reports what its plan could not
+                continue
+    runtime.prefetch(sorted(hosts), requests)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -231,8 +267,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    case = _case_of(item)
-    result: Result | None = getattr(case, RESULT_ATTRIBUTE, None) if case is not None else None
+    result = item.stash.get(RESULT_KEY, None)
     if report.when == "call" and result is not None:
         report.user_properties.append((RESULT_PROPERTY, result.to_json()))
         if call.excinfo is not None and isinstance(call.excinfo.value, ContractViolation | CheckBroken):
@@ -242,6 +277,6 @@ def pytest_runtest_makereport(
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
-    if report.when == "call" and report.failed and session_sink.outcome_of(report) == "broken":
+    if report.when == "call" and report.failed and outcome_of(report) == "broken":
         return "error", "E", "ERROR"
     return None

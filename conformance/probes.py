@@ -135,3 +135,30 @@ def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) ->
 def url_for(address: str, port: int, path: str) -> str:
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{port}{path}"
+
+
+@dataclass(frozen=True)
+class LanRequest:
+    """One probe from the harness's LAN vantage, declared by a contract.
+
+    A contract declares the requests it will make (the prefetch plan runs exactly these
+    ahead of time, in parallel) and then reads their answers by the same request, so no
+    URL is ever built twice. ``secret`` names an inventory secret sent as a bearer token:
+    the value is looked up only when the request is made and is never part of the key.
+    """
+
+    address: str
+    port: int
+    path: str | None = None  # None: a TCP connect; else an HTTP GET of this path
+    secret: str | None = None
+    timeout: float | None = None
+
+    @property
+    def url(self) -> str:
+        return url_for(self.address, self.port, self.path or "/")
+
+    @property
+    def key(self) -> str:
+        if self.path is None:
+            return f"TCP {self.address}:{self.port}"
+        return f"GET {'auth' if self.secret else 'anon'} {self.url}"

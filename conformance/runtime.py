@@ -16,15 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from conformance.errors import HostUnavailable, ParseError
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
-from conformance.probes import ProbeResult, http_get, tcp_connect
-from conformance.redact import Secret, register_secret_env
+from conformance.probes import LanRequest, ProbeResult, http_get, tcp_connect
+from conformance.redact import Secret, redact, register_secret_env
 from conformance.transport.audit import AuditLog
-from conformance.transport.connection import ConnectionPool, HostUnavailable
+from conformance.transport.connection import ConnectionPool
 
 RUN_ID_ENV = "CONFORMANCE_RUN_ID"
 
@@ -89,12 +89,25 @@ class Runtime:
                     address = self.inventory.host(host).address
                     if exc.kind in {"timeout", "unreachable"} and address:
                         self._mark_unreachable(address, exc.cause)
+                except ParseError as exc:
+                    cached = HostUnavailable(host, "facts", f"its facts cannot be read: {exc.safe_text()}")
+                except Exception as exc:  # noqa: BLE001 - one host's odd output must not end the run
+                    # Whatever the host printed, the run goes on: the host's checks are then all
+                    # blocked by this one cause, reported under its host-identity check.
+                    cause = f"gathering its facts failed: {type(exc).__name__}: {redact(str(exc))[:300]}"
+                    cached = HostUnavailable(host, "facts", cause)
                 self._facts[host] = cached
         if isinstance(cached, HostUnavailable):
             raise cached
         return cached
 
-    def prefetch(self, hosts: list[str], probes: list[Callable[[], object]]) -> None:
+    def use_facts(self, host: str, facts: HostFacts | HostUnavailable) -> None:
+        """Facts gathered elsewhere (a snapshot, canned facts in tests): no connection is made."""
+        with self._lock:
+            self._facts[host] = facts
+            self._related_started.add(host)
+
+    def prefetch(self, hosts: list[str], requests: list[LanRequest]) -> None:
         """Gather hosts' facts and make the LAN probes at once, in threads (single-process runs).
 
         Under xdist each worker gathers only the hosts its tests need, on first use, so that
@@ -102,7 +115,7 @@ class Runtime:
         """
         pending = [host for host in hosts if host not in self._facts]
         jobs: list[Callable[[], object]] = [partial(self._gather_quietly, host) for host in pending]
-        jobs += probes
+        jobs += [partial(self.lan, request) for request in dict.fromkeys(requests)]
         if len(jobs) < 2:
             return
         with ThreadPoolExecutor(max_workers=min(16, len(jobs)), thread_name_prefix="prefetch") as pool:
@@ -157,17 +170,16 @@ class Runtime:
                 self._probes[key] = result
             return self._probes[key]
 
-    def lan_get(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None) -> ProbeResult:
-        auth = "auth" if headers else "anon"
-        address = urlsplit(url).hostname or url
-        return self.probe(
-            f"GET {auth} {url}", address, lambda: http_get(url, timeout or self.options.lan_timeout, headers)
-        )
-
-    def lan_connect(self, address: str, port: int) -> ProbeResult:
-        return self.probe(
-            f"TCP {address}:{port}", address, lambda: tcp_connect(address, port, self.options.lan_timeout)
-        )
+    def lan(self, request: LanRequest) -> ProbeResult:
+        """One probe from the LAN vantage, made at most once per run (see ``probe``)."""
+        headers: dict[str, str] | None = None
+        if request.secret is not None:
+            key = self.secret(request.secret)
+            headers = {"Authorization": f"Bearer {key.reveal()}"} if key else None
+        timeout = request.timeout or self.options.lan_timeout
+        if request.path is None:
+            return self.probe(request.key, request.address, lambda: tcp_connect(request.address, request.port, timeout))
+        return self.probe(request.key, request.address, lambda: http_get(request.url, timeout, headers))
 
     def secret(self, name: str) -> Secret | None:
         """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it)."""

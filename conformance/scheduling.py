@@ -4,29 +4,15 @@ Every test of a host runs on the same worker, so that host's SSH connection and 
 built once per run, and a run's time grows with hosts divided by workers, not with checks.
 xdist's own ``loadgroup`` relies on rewriting node ids, which current pytest no longer
 allows, so the plugin supplies the scheduler itself: LoadScopeScheduling with the scope of
-a test being its host, read from the test's case id (the controller knows the inventory).
+a test being its host, read from the test's case id (the controller knows the inventory and
+the registry, so it maps every case id to its host).
 """
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any
 
 from xdist.scheduler.loadscope import LoadScopeScheduling
-
-from conformance.cases import cases_for
-from conformance.inventory.model import ContractCheck, Inventory
-
-CHECK_KINDS: tuple[str, ...] = get_args(ContractCheck)
-
-
-def host_of_case_ids(inventory: Inventory, kinds: tuple[str, ...]) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for kind in kinds:
-        checks: tuple[str | None, ...] = CHECK_KINDS if kind == "contract_case" else (None,)
-        for check in checks:
-            for case in cases_for(inventory, kind, check):
-                mapping[case.id] = case.host
-    return mapping
 
 
 class HostScheduling(LoadScopeScheduling):  # type: ignore[misc]

@@ -13,14 +13,18 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from conformance.facts.gather import file_key, resolve_path, unit_of
 from conformance.facts.model import FactUnavailable, HostFacts
-from conformance.facts.parsers import ParseError, parse_env_file, substitute_vars
-from conformance.facts.parsers.errors import describe_yaml_error
+from conformance.facts.optillm_config import (
+    PACKAGED_PROXY_CONFIG,
+    ProxyPluginConfig,
+    choose_client,
+    request_model,
+    resolve_proxy_plugin,
+)
+from conformance.facts.parsers import ParseError, parse_env_file
 from conformance.inventory.model import Port, Service
-from conformance.redact import register_env_values, register_structure, strip_userinfo
+from conformance.paths import file_key, unit_of
+from conformance.redact import register_env_values
 
 # OptiLLM 0.3.x flags and the variables they fall back to (llm-services.md 2.3).
 OPTILLM_FLAGS: dict[str, tuple[str, str]] = {
@@ -119,10 +123,16 @@ class OptiLLMSettings:
     providers: list[dict[str, Any]] = field(default_factory=list)
     proxy_config_path: str | None = None
     proxy_config_error: str | None = None
+    proxy_plugin: ProxyPluginConfig | None = None
 
     @property
     def local_inference(self) -> bool:
         return self.client == "local"
+
+    @property
+    def proxy_by_default(self) -> bool:
+        """The server's own approach puts the proxy plugin on every request (server.py L768-774)."""
+        return "proxy" in request_model("m", self.values["approach"]).approaches
 
 
 def _flag_values(argv: tuple[str, ...]) -> dict[str, str]:
@@ -157,55 +167,41 @@ def optillm_settings(facts: HostFacts, service: Service, port: Port | None = Non
             values[setting], sources[setting] = env[variable], f"environment {variable}"
         else:
             values[setting], sources[setting] = default, "default"
-    # get_config(): OPTILLM_API_KEY in the *environment* switches on local inference, whatever
-    # the base URL says; a --optillm-api-key flag only protects the API.
-    if env.get("OPTILLM_API_KEY"):
-        client = "local"
-    elif env.get("CEREBRAS_API_KEY"):
-        client = "cerebras"
-    elif env.get("OPENAI_API_KEY"):
-        client = "openai"
-    elif env.get("AZURE_OPENAI_API_KEY"):
-        client = "azure"
-    else:
-        client = "litellm-wrapper"
-    settings = OptiLLMSettings(values, sources, env, client)
-    if values["approach"] == "proxy" or any(key.startswith("proxy") for key in values):
-        _load_proxy_config(facts, service, settings)
+    # get_config() (server.py L81-128): OPTILLM_API_KEY in the *environment* switches on local
+    # inference, whatever the base URL says; a --optillm-api-key flag only protects the API.
+    settings = OptiLLMSettings(values, sources, env, choose_client(env))
+    _load_proxy_config(facts, service, settings)
     return settings
 
 
 def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSettings) -> None:
-    declared = next(
-        (file.path for file in service.files if file.role == "proxy_config"), "~/.optillm/proxy_config.yaml"
-    )
-    fact = facts.files.get(file_key(service.name, declared))
-    if fact is None:
-        home = service_home(facts, service, settings.env)
-        path, why = resolve_path(service, declared, {"root": home} if home else {}, None)
-        settings.proxy_config_path = path
-        settings.proxy_config_error = why or "proxy_config.yaml was not gathered"
+    """The proxy plugin's providers (plugins/proxy/config.py:ProxyConfig.load L21-76).
+
+    The plugin ships with every 0.3.20 install and any request can select it (a ``proxy-``
+    model prefix, ``optillm_approach``), so its providers are read whatever ``--approach`` is.
+    """
+    home = service_home(facts, service, settings.env)
+    by_path = {fact.path: fact for fact in facts.files.values() if fact.path}
+
+    def read(path: str) -> str | None:
+        fact = by_path.get(path)
+        if fact is None or not fact.exists:
+            return None  # not declared (so not gathered) or absent: OptiLLM looks further
+        if fact.content is None:
+            raise OSError(fact.error or "unreadable")
+        return fact.content
+
+    if home is None:
+        settings.proxy_config_error = f"home directory of {service.user or 'the service user'} is unknown"
         return
-    settings.proxy_config_path = fact.path
-    if fact.content is None:
-        settings.proxy_config_error = f"cannot read {fact.path or declared}: {fact.error}"
-        return
-    try:
-        data = yaml.safe_load(substitute_vars(fact.content, settings.env))
-    except yaml.YAMLError as exc:
-        settings.proxy_config_error = f"invalid YAML: {describe_yaml_error(fact.path or declared, exc)}"
-        return
-    register_structure(data)  # api_key values and URL passwords of the providers
-    providers = (data or {}).get("providers") if isinstance(data, dict) else None
-    if not isinstance(providers, list) or not providers:
-        settings.proxy_config_error = f"{fact.path}: no providers (OptiLLM then falls back to its default client)"
-        return
-    for provider in providers:
-        if isinstance(provider, dict):
-            settings.providers.append(
-                {
-                    "name": provider.get("name"),
-                    "base_url": strip_userinfo(str(provider.get("base_url") or "")) or None,
-                    "has_api_key": bool(provider.get("api_key")),
-                }
-            )
+    apply_proxy_plugin(settings, resolve_proxy_plugin(home, read, settings.env))
+
+
+def apply_proxy_plugin(settings: OptiLLMSettings, plugin: ProxyPluginConfig) -> None:
+    settings.proxy_plugin = plugin
+    settings.proxy_config_path = plugin.path or PACKAGED_PROXY_CONFIG
+    settings.proxy_config_error = plugin.problem
+    for provider in plugin.providers:
+        settings.providers.append(
+            {"name": provider.name, "base_url": provider.base_url, "fallback_only": provider.fallback_only}
+        )

@@ -10,9 +10,9 @@ environments point at. Both rounds are single remote executions of allow-listed 
 from __future__ import annotations
 
 import json
-import posixpath
 from dataclasses import dataclass, field, replace
 
+from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
     Listener,
@@ -27,7 +27,8 @@ from conformance.facts.parsers import (
     parse_ss,
     parse_systemctl_show_many,
 )
-from conformance.inventory.model import Host, Inventory, Port, Service
+from conformance.inventory.model import Host, Inventory, Service
+from conformance.paths import file_key, resolve_path, unit_of, venv_path
 from conformance.transport import scripts
 from conformance.transport.connection import CommandResult, HostConnection
 
@@ -68,43 +69,6 @@ class HostPlan:
     venvs: list[str] = field(default_factory=list)
     caches: list[str] = field(default_factory=list)
     probes: list[str] = field(default_factory=list)
-
-
-def file_key(service: str, declared: str) -> str:
-    return f"{service}:{declared}"
-
-
-def unit_of(service: Service, port: Port | None = None) -> tuple[str, str, str, str | None] | None:
-    """(manager, name, path, domain) of the unit that runs this service (or instance)."""
-    unit = port.unit if port is not None and port.unit is not None else service.unit
-    if unit is None:
-        return None
-    return unit.manager, unit.name, unit.path, unit.domain
-
-
-def resolve_path(
-    service: Service, declared: str, homes: dict[str, str | None], unit_user: str | None
-) -> tuple[str | None, str | None]:
-    """Absolute path on the host for an inventory path, or (None, why not)."""
-    if declared.startswith("/"):
-        return declared, None
-    if declared.startswith("~/"):
-        user = service.user or unit_user or "root"
-        home = homes.get(user)
-        if home is None:
-            return None, f"home directory of {user!r} (the service user) is unknown"
-        return posixpath.join(home, declared[2:]), None
-    if service.repo_root is None:
-        return None, "repo-relative path, but no repo_root is given for this site"
-    return posixpath.join(service.repo_root, declared), None
-
-
-def venv_path(service: Service) -> str | None:
-    if service.venv is None:
-        return None
-    if service.venv.startswith("/"):
-        return service.venv
-    return posixpath.join(service.repo_root, service.venv) if service.repo_root else None
 
 
 def build_plan(inventory: Inventory, host: Host) -> HostPlan:
@@ -299,8 +263,6 @@ def _unit_user(facts: HostFacts, service: Service) -> str | None:
 
 def effective_hf_caches(inventory: Inventory, host: str, facts: HostFacts) -> list[str]:
     """The HF hub caches the live instances on this host will really use."""
-    from conformance.facts.environment import hf_cache_of, instance_environment
-
     caches = []
     for service in inventory.services_on(host):
         if service.kind != "optillm-local" or not service.is_live:

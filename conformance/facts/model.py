@@ -7,14 +7,15 @@ with that cause instead of a false pass or a false failure.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from conformance.errors import FactUnavailable
 from conformance.facts.parsers import Listener
+from conformance.probes import ProbeResult
 
-
-class FactUnavailable(Exception):
-    """A fact a check needs could not be gathered; the message says why."""
+__all__ = ["FactUnavailable", "FileFact", "HostFacts", "ProbeFact", "Process", "UnitFact"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,26 @@ class ProbeFact:
     body: str
     error: str | None
     milliseconds: float
+
+    def to_probe_result(self) -> ProbeResult:
+        """The same answer in the shape of a LAN probe, so checks judge both alike."""
+        return ProbeResult(
+            self.target,
+            self.ok,
+            self.status,
+            self.body,
+            _json_or_none(self.body),
+            self.error,
+            None if self.ok else "unreachable",
+            self.milliseconds,
+        )
+
+
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from conformance.errors import InventoryError
 from conformance.inventory.merge import merge
 from conformance.inventory.model import Inventory
 from conformance.inventory.yamlsrc import (
@@ -47,15 +48,6 @@ class InventoryIssue:
     def __str__(self) -> str:
         where = str(self.mark) if self.mark else "<inventory>"
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-class InventoryError(Exception):
-    """The inventory cannot be used; ``issues`` lists every problem found."""
-
-    def __init__(self, issues: list[InventoryIssue]) -> None:
-        self.issues = issues
-        lines = "\n".join(f"  {issue}" for issue in issues)
-        super().__init__(f"inventory has {len(issues)} problem(s):\n{lines}")
 
 
 def _field_text(path: Iterable[str | int]) -> str:

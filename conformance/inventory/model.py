@@ -101,6 +101,9 @@ class Host(Record):
     connection: Literal["ssh", "local"] = "ssh"
     address: HostAddress | None = Field(default=None, description="Supplied per site.")
     hostname: str | None = Field(default=None, description="Expected hostname; per site.")
+    aliases: tuple[str, ...] = Field(
+        default=(), description="Other whole names that resolve to this host (a URL naming one reaches it)."
+    )
     ssh: SshSettings = SshSettings()
     allowed_listeners: tuple[AllowedListener, ...] = ()
     stand_in: str | None = Field(default=None, description="Why this host differs from the real one (lab only).")
@@ -206,27 +209,19 @@ class HealthCheck(Record):
     timeout: Seconds = 10.0
 
 
-ContractCheck = Literal[
-    "clients_call_litellm_only",
-    "optillm_local_only",
-    "optillm_upstream_is_litellm",
-    "no_routing_loop",
-    "gateway_never_runs_inference",
-    "showroom_models_present",
-    "transformers_pin",
-    "hf_cache_path",
-    "hf_token_present",
-    "dependencies_reachable",
-]
-
-
 class Contract(Record):
     id: Name
     statement: str = Field(description="The contract as the seed states it.")
-    check: ContractCheck
+    check: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")] | None = Field(
+        default=None, description="The registered check proving it (default: the contract's own id)."
+    )
     severity: Literal["critical", "major", "minor"] = "major"
     services: tuple[Name, ...] = ()
     owner: Name | None = None
+
+    @property
+    def check_id(self) -> str:
+        return self.check or self.id
 
 
 class Dependency(Record):

@@ -11,13 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from conformance.errors import CommandRefused
 from conformance.inventory import grammar
 from conformance.transport import scripts
-
-
-class CommandRefused(Exception):
-    """A command that is not on the read-only allow-list; it never left this machine."""
-
 
 # Every pattern is applied with fullmatch: "$" would also accept a trailing newline.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*")

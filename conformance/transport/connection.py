@@ -14,6 +14,8 @@ what a monitor needs and testinfra does not do by default:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets as random_tokens
 import select
 import shlex
@@ -25,27 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from paramiko.hostkeys import InvalidHostKey
+from paramiko.pkey import UnknownKeyType
 from testinfra.backend.paramiko import ParamikoBackend
 
+from conformance.errors import CommandRefused, CommandTimeout, HostUnavailable, KeyMaterialError
 from conformance.inventory.model import Host
-from conformance.transport.allowlist import CommandRefused, check_command
+from conformance.transport.allowlist import check_command
 from conformance.transport.audit import AuditLog
 
 _READ_CHUNK = 65536
-
-
-class HostUnavailable(Exception):
-    """The host could not be checked at all; ``cause`` is the one reason, for every check."""
-
-    def __init__(self, host: str, kind: str, cause: str) -> None:
-        super().__init__(f"{host}: {cause}")
-        self.host = host
-        self.kind = kind  # unreachable | timeout | host-key | auth | misconfigured
-        self.cause = cause
-
-
-class CommandTimeout(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -66,6 +57,29 @@ class CommandResult:
 
 def _fingerprint(key: paramiko.PKey) -> str:
     return key.fingerprint  # "SHA256:..." in paramiko >= 3
+
+
+def _pinned_key(text: str) -> tuple[str, paramiko.PKey]:
+    """A pinned 'TYPE BASE64' host key; KeyMaterialError when it is not one."""
+    fields = text.split()
+    if len(fields) < 2:
+        raise KeyMaterialError("the pinned host_key needs 'TYPE BASE64' (e.g. 'ssh-ed25519 AAAA...'); no key body")
+    key_type, body = fields[0], fields[1]
+    try:
+        return key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(body, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise KeyMaterialError(f"the pinned host_key body is not valid base64: {exc}") from None
+    except (paramiko.SSHException, UnknownKeyType) as exc:
+        raise KeyMaterialError(f"the pinned host_key of type {key_type!r} cannot be used: {exc}") from None
+
+
+def _load_known_hosts(client: paramiko.SSHClient, path: Path) -> None:
+    try:
+        client.load_host_keys(str(path))
+    except (paramiko.SSHException, InvalidHostKey, ValueError, UnicodeDecodeError) as exc:
+        raise KeyMaterialError(f"known_hosts file {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    except OSError as exc:
+        raise KeyMaterialError(f"known_hosts file {path} cannot be read: {exc.strerror or exc}") from None
 
 
 class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
@@ -100,14 +114,10 @@ class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
         # Never trust on first use: a monitor that accepts any key can be pointed anywhere.
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         if self.known_hosts is not None:
-            client.load_host_keys(str(self.known_hosts))
+            _load_known_hosts(client, self.known_hosts)
         if self.pinned_key:
-            key_type, key_data = self.pinned_key.split()[:2]
-            client.get_host_keys().add(
-                self._host_key_name(),
-                key_type,
-                paramiko.PKey.from_type_string(key_type, __import__("base64").b64decode(key_data)),
-            )
+            key_type, key = _pinned_key(self.pinned_key)
+            client.get_host_keys().add(self._host_key_name(), key_type, key)
         client.connect(
             hostname=self.record.address or "",
             port=self.record.ssh.port,
@@ -198,6 +208,8 @@ class HostConnection:
         started = time.monotonic()
         try:
             backend.client  # noqa: B018 - connect now, so the cause is attributed to connecting
+        except KeyMaterialError as exc:
+            raise HostUnavailable(host.name, "host-key", f"{exc}; refusing to connect") from None
         except paramiko.BadHostKeyException as exc:
             raise HostUnavailable(
                 host.name,

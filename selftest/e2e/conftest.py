@@ -47,7 +47,7 @@ def lab_env() -> dict[str, str]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from conformance.lab import drift_reset, lab_up, secrets_env
+    from lab import drift_reset, lab_up, secrets_env
 
     lab_up()
     drift_reset()

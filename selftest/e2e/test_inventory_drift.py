@@ -10,18 +10,18 @@ pytestmark = pytest.mark.lab
 CASES = {
     "wrong-hostname": (
         "hosts:\n  - name: studio\n    hostname: studio-2\n",
-        "test_host_answers_and_is_the_declared_host[studio]",
+        "test_host_identity[studio]",
         "hostname is 'studio', inventory says 'studio-2'",
     ),
     "wrong-service-account": (
         "services:\n  - name: litellm-orch\n    user: optillm\n",
-        "test_service_runs_as_its_account[mini/litellm-orch]",
+        "test_service_account[mini/litellm-orch]",
         "litellm-orch.service runs as 'litellm', not as 'optillm'",
     ),
     "missing-config-file": (
         "services:\n  - name: litellm-orch\n    files:\n      - path: layer-gateway/litellm-orch/config/extra.yaml\n"
         "        role: config\n        format: yaml\n",
-        "test_declared_file_exists_and_parses[mini/litellm-orch:layer-gateway/litellm-orch/config/extra.yaml]",
+        "test_file_parses[mini/litellm-orch:layer-gateway/litellm-orch/config/extra.yaml]",
         "/srv/gateway/layer-gateway/litellm-orch/config/extra.yaml does not exist",
     ),
     "wrong-model": (

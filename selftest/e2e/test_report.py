@@ -52,7 +52,7 @@ def _text(dom: str) -> str:
 
 
 def test_failing_contract_is_in_the_html_report_under_its_service_with_owner(run_suites, tmp_path):
-    from conformance.lab import drift_apply, drift_reset
+    from lab import drift_apply, drift_reset
 
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is installed by scripts/setup.sh"
@@ -98,7 +98,7 @@ def test_failing_contract_is_in_the_html_report_under_its_service_with_owner(run
     text = _text(dom.stdout)
     for expected in (
         "Failed",
-        "test_optillm_reachable_only_on_localhost",
+        "test_optillm_never_exposed",
         "Owner optillm-proxy",
         "Severity: critical",
         "host:mini",

@@ -16,7 +16,7 @@ def _all_text(folder: Path) -> str:
 
 
 def test_canary_secrets_reach_no_report_and_no_terminal(run_suites, lab_env, tmp_path):
-    from conformance.lab import drift_apply, drift_reset
+    from lab import drift_apply, drift_reset
 
     canaries = {name: lab_env[name] for name in ("LITELLM_MASTER_KEY", "OPTILLM_LOCAL_API_KEY", "HF_TOKEN")}
     assert all(len(value) > 8 for value in canaries.values())

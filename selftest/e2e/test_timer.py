@@ -14,7 +14,7 @@ BULLETIN = "/var/lib/gateway-conformance/reports/bulletin.jsonl"
 
 
 def _inside(argv: list[str], timeout: float = 300) -> str:
-    from conformance.lab import lab_exec
+    from lab import lab_exec
 
     completed = lab_exec("mini", argv, timeout=timeout)
     assert completed.returncode == 0, f"{argv}: {completed.stdout}{completed.stderr}"
@@ -22,7 +22,7 @@ def _inside(argv: list[str], timeout: float = 300) -> str:
 
 
 def _entries() -> list[dict]:
-    from conformance.lab import lab_exec
+    from lab import lab_exec
 
     completed = lab_exec("mini", ["cat", BULLETIN], timeout=30)
     return [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
@@ -42,7 +42,7 @@ def test_timer_is_installed_enabled_and_runs_as_monitor(lab_env):
 
 
 def test_drift_reaches_the_bulletin_through_the_timer(lab_env):
-    from conformance.lab import drift_apply, drift_reset
+    from lab import drift_apply, drift_reset
 
     _trigger()  # a conformant baseline first: whatever was open gets resolved
     before = len(_entries())

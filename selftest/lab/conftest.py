@@ -12,7 +12,7 @@ import pytest
 def lab_skip_reason() -> str | None:
     if platform.system() != "Linux" or os.geteuid() != 0:
         return "the lab needs Linux and root"
-    from conformance.lab.build import golden_current
+    from lab.build import golden_current
 
     # Never cold-build inside a test run: that takes minutes; `conformance lab up` does it.
     missing = [h for h in ("mini", "studio") if not golden_current(h)]
@@ -26,7 +26,7 @@ def lab() -> Iterator[object]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    from conformance.lab import drift_reset, lab_up
+    from lab import drift_reset, lab_up
 
     info = lab_up()
     print(f"\nlab up in {info.seconds:.1f} s (cold={info.cold}, changed={info.changed})")
@@ -36,7 +36,7 @@ def lab() -> Iterator[object]:
 
 @pytest.fixture
 def clean_drifts(lab: object) -> Iterator[None]:
-    from conformance.lab import drift_reset
+    from lab import drift_reset
 
     drift_reset()
     yield

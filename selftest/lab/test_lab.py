@@ -33,7 +33,7 @@ def tcp_open(addr: str, port: int) -> bool:
 
 
 def test_up_is_idempotent_and_fast(lab):
-    from conformance.lab import lab_up
+    from lab import lab_up
 
     before = lab.hosts
     again = lab_up()
@@ -62,7 +62,7 @@ def test_optillm_proxy_refuses_from_machine(lab):
 
 
 def test_optillm_proxy_health_inside(lab):
-    from conformance.lab import lab_exec
+    from lab import lab_exec
 
     res = lab_exec(
         "mini", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:4020/health"], timeout=15
@@ -71,7 +71,7 @@ def test_optillm_proxy_health_inside(lab):
 
 
 def test_chat_through_the_chain(lab):
-    from conformance.lab import lab_exec
+    from lab import lab_exec
 
     key = secrets(lab)["LITELLM_MASTER_KEY"]
     # OptiLLM (4020) -> LiteLLM studio-high -> studio 4040, from inside the mini.
@@ -118,7 +118,7 @@ def test_studio_models_and_auth(lab):
 
 
 def test_exec_returns_exit_code_and_runs_inside(lab):
-    from conformance.lab import lab_exec
+    from lab import lab_exec
 
     assert lab_exec("studio", ["sh", "-c", "exit 7"], timeout=10).returncode == 7
     assert lab_exec("studio", ["hostname"], timeout=10).stdout.strip() == "studio"
@@ -157,7 +157,7 @@ def test_ssh_as_monitor_with_restricted_sudo(lab):
 
 
 def _env_file(host: str, path: str) -> str:
-    from conformance.lab import lab_exec
+    from lab import lab_exec
 
     return lab_exec(host, ["cat", path], timeout=10).stdout
 
@@ -166,8 +166,8 @@ def _env_file(host: str, path: str) -> str:
     "name", ["optillm-exposed", "extra-listener", "requirements-unpinned", "unit-disabled", "balanced-stopped"]
 )
 def test_drift_apply_is_observable_and_reset_restores(lab, clean_drifts, name):
-    from conformance.lab import drift_apply, drift_reset, lab_exec, lab_is_healthy
-    from conformance.lab.drifts import config_diffs
+    from lab import drift_apply, drift_reset, lab_exec, lab_is_healthy
+    from lab.drifts import config_diffs
 
     req = "/Users/thestudio/gateway/layer-gateway/optillm-local/requirements.txt"
 
@@ -197,7 +197,7 @@ def test_drift_apply_is_observable_and_reset_restores(lab, clean_drifts, name):
 
 
 def test_stop_and_start_one_host(lab, clean_drifts):
-    from conformance.lab import lab_is_healthy, start_host, stop_host
+    from lab import lab_is_healthy, start_host, stop_host
 
     stop_host("studio")
     try:
@@ -210,7 +210,7 @@ def test_stop_and_start_one_host(lab, clean_drifts):
 
 
 def test_not_root_is_refused_by_the_cli():
-    from conformance.lab.runtime import require_supported
+    from lab.runtime import require_supported
 
     if os.geteuid() == 0:
         require_supported()  # must not raise as root on Linux

@@ -28,7 +28,7 @@ def nspawn_machines() -> list[str]:
 
 
 def test_down_leaves_nothing_then_up_again(lab):
-    from conformance.lab import cache_dir, lab_down, lab_is_healthy, lab_up
+    from lab import cache_dir, lab_down, lab_is_healthy, lab_up
 
     secs = lab_down()
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, timeout=10, check=True).stdout

@@ -25,8 +25,8 @@ def _unsupported() -> str | None:
 
 def _not_ready() -> str | None:
     """Checked when the test runs, not at collection: earlier lab tests take the lab down."""
-    from conformance.lab import scale
-    from conformance.lab.runtime import host_running, load_state
+    from lab import scale
+    from lab.runtime import host_running, load_state
 
     st = load_state()
     if not all(host_running(st, h) for h in ("mini", "studio")):
@@ -65,9 +65,9 @@ def _run(client: paramiko.SSHClient, command: str) -> str:
 
 
 def test_two_scale_hosts_answer_ssh_and_go_away_cleanly():
-    from conformance.lab import scale
-    from conformance.lab.runtime import host_running, load_state, mounted
-    from conformance.lab.secrets import monitor_key_paths
+    from lab import scale
+    from lab.runtime import host_running, load_state, mounted
+    from lab.secrets import monitor_key_paths
 
     reason = _not_ready()
     if reason:

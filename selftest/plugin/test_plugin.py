@@ -39,7 +39,7 @@ def test_collection_covers_every_service_port_health_endpoint_and_contract(harne
         "hf-token-for-gated-pulls",
         "dependencies-reachable",
     ):
-        assert contract in ids, contract
+        assert f"test_{contract.replace('-', '_')}[" in ids, contract
     assert "[3]" not in ids and "[0]" not in ids, "ids are readable, not indices"
 
 
@@ -104,11 +104,13 @@ def test_host_and_service_selection_compose_with_k_and_m(harness_project):
         "bound",
     )
     ids = _collected(result)
-    assert ids == ["tests_hosts/test_hosts.py::test_port_bound_exactly_as_declared[mini/optillm-proxy:4020]"]
+    assert ids == ["tests_hosts/test_hosts.py::test_port_bound[mini/optillm-proxy:4020]"]
 
 
 def test_disabled_and_planned_services_are_skipped_with_reason(harness_project):
-    result = harness_project.runpytest("-q", "-rs", "--conformance-service", "optillm-local", "-k", "bound or pinned")
+    result = harness_project.runpytest(
+        "-q", "-rs", "--conformance-service", "optillm-local", "-k", "bound or transformers_pin"
+    )
     result.assert_outcomes(skipped=3)
     assert "optillm-local is disabled: currently disabled by default (seed)" in result.stdout.str()
 
@@ -138,7 +140,7 @@ def test_unreachable_host_is_one_error_cause_not_a_failure(harness_project, monk
     audit = (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()
     assert sum('"kind": "connect"' in line for line in audit) == 1, "one connect attempt, then the cause is reused"
     bulletin = (tmp_path / "bulletin.jsonl").read_text().splitlines()
-    assert len(bulletin) == 1 and "host-reachable/mini" in bulletin[0]
+    assert len(bulletin) == 1 and "host-identity/mini" in bulletin[0]
     junit = (harness_project.path / "reports" / "junit.xml").read_text()
     assert "<failure" not in junit and junit.count("<error") >= 5
     assert 'failures="0"' in junit
@@ -183,7 +185,7 @@ def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
 
     entries = [json.loads(line) for line in lines]  # every line whole
     fingerprints = [entry["fingerprint"] for entry in entries if entry["event"] == "opened"]
-    assert sorted(fingerprints) == ["gateway/host-reachable/mini/-", "gateway/host-reachable/studio/-"], entries
+    assert sorted(fingerprints) == ["gateway/host-identity/mini/-", "gateway/host-identity/studio/-"], entries
 
 
 def test_a_run_that_cannot_write_its_bulletin_does_not_exit_zero(harness_project, tmp_path):
@@ -195,7 +197,7 @@ def test_a_run_that_cannot_write_its_bulletin_does_not_exit_zero(harness_project
     )
     result.assert_outcomes(skipped=2)
     assert "bulletin NOT written" in result.stdout.str()
-    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    assert result.ret != pytest.ExitCode.OK
 
 
 def test_yaml_alias_bomb_inventory_is_a_usage_error(harness_project):

@@ -33,7 +33,7 @@ def result(outcome: Outcome, subj: Subject, blocked_by: str | None = None, summa
 
 BOUND = subject("port-bound")
 EXPOSED = Subject(
-    check="optillm_local_only",
+    check="optillm-never-exposed",
     contract="optillm-never-exposed",
     host="mini",
     service="optillm-proxy",
@@ -42,7 +42,7 @@ EXPOSED = Subject(
     layer="gateway",
     severity="critical",
 )
-HOST = Subject(check="host-reachable", host="studio", owner="gateway-agent", layer="gateway", severity="critical")
+HOST = Subject(check="host-identity", host="studio", owner="gateway-agent", layer="gateway", severity="critical")
 
 
 def test_open_once_then_quiet_then_resolve(tmp_path):

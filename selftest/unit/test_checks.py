@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.checks import contracts, hosts
+from conformance.contracts import (
+    file_parses,
+    gateway_never_runs_inference,
+    hf_token_for_gated_pulls,
+    no_routing_loop,
+    no_unexpected_listeners,
+    optillm_upstream_litellm,
+    port_bound,
+    reserved_port_free,
+    showroom_backroom,
+    transformers_pin,
+)
 from conformance.facts.environment import OptiLLMSettings
 from conformance.facts.model import FileFact, HostFacts
 from conformance.facts.parsers import parse_ss
@@ -51,7 +62,7 @@ def test_port_bound_exactly_as_declared(lab, ss_lines, bind, expected):
     port = next(p for p in lab.ports if p.port == (4020 if bind.startswith("127") else 4000)).model_copy(
         update={"bind": bind}
     )
-    result = hosts.port_bound_as_declared(port, facts_with("\n".join(ss_lines)))
+    result = port_bound.judge_binding(port, facts_with("\n".join(ss_lines)))
     assert result.outcome is expected, result.render()
 
 
@@ -68,15 +79,18 @@ def test_unexpected_listener_is_named_and_ssh_and_loopback_are_not(lab):
             ]
         )
     )
-    result = hosts.unexpected_listeners(lab.host("mini"), lab, facts)
+    result = no_unexpected_listeners.judge_listeners(lab.host("mini"), lab, facts)
     assert result.outcome is Outcome.VIOLATED
     assert "0.0.0.0:8088 (python3)" in result.summary and "9999" not in result.summary and ":22" not in result.summary
 
 
 def test_reserved_port(lab):
     port = next(p for p in lab.ports if p.port == 4042)
-    assert hosts.reserved_port_free(port, facts_with(line("0.0.0.0", 22, "sshd"), "studio")).outcome is Outcome.PASSED
-    taken = hosts.reserved_port_free(port, facts_with(line("0.0.0.0", 4042, "python3", 5), "studio"))
+    assert (
+        reserved_port_free.judge_reserved(port, facts_with(line("0.0.0.0", 22, "sshd"), "studio")).outcome
+        is Outcome.PASSED
+    )
+    taken = reserved_port_free.judge_reserved(port, facts_with(line("0.0.0.0", 4042, "python3", 5), "studio"))
     assert taken.outcome is Outcome.VIOLATED and "python3[5]" in taken.summary
 
 
@@ -111,7 +125,7 @@ def test_routing_loop_is_spelled_out(lab):
         ]
     }
     graph = build_model_graph(router, {"LOOP_BASE": "http://localhost:4020/v1"}, lab, "litellm-orch")
-    result = contracts.no_routing_loop(graph)
+    result = no_routing_loop.judge_graph(graph)
     assert result.outcome is Outcome.VIOLATED
     assert "litellm:loop-back -> optillm:moa-loop-back -> litellm:loop-back" in result.render()
 
@@ -128,7 +142,7 @@ def test_showroom_names_the_absent_model(lab):
         ]
     }
     graph = build_model_graph(router, {}, lab, "litellm-orch")
-    result = contracts.showroom_models_present(
+    result = showroom_backroom.judge_handles(
         graph,
         ["studio-high", "optimized-high", "ghost", "cloud", "db-only"],
         "live",
@@ -137,7 +151,8 @@ def test_showroom_names_the_absent_model(lab):
     text = result.render()
     assert result.outcome is Outcome.VIOLATED
     assert "handle 'ghost' -> labtiny/absent at studio:4040" in text
-    assert "handle 'cloud' -> gpt-4o at (public openai API)" in text
+    # no api_base: LiteLLM's OpenAI chain ends at the public API (main.py L1712-1718)
+    assert "handle 'cloud' -> gpt-4o at api.openai.com" in text
     assert "'db-only' is served live" in text
     assert "optimized-high" not in text.split("graph:")[0]
 
@@ -174,7 +189,7 @@ def _settings(env: dict[str, str], base_url: str, providers: list[str], client: 
 def test_upstream_is_compared_semantically(lab, base_url, providers, expected):
     facts = facts_with(line("0.0.0.0", 4000, "litellm"))
     facts.hostname = "mini"
-    result = contracts.optillm_upstream_is_litellm(
+    result = optillm_upstream_litellm.optillm_upstream_is_litellm(
         lab.service("optillm-proxy"), _settings({}, base_url, providers), lab, facts
     )
     assert result.outcome is expected, result.render()
@@ -183,15 +198,15 @@ def test_upstream_is_compared_semantically(lab, base_url, providers, expected):
 def test_local_inference_mode_is_a_violation_of_both_contracts(lab):
     settings = _settings({"OPTILLM_API_KEY": "x"}, "http://127.0.0.1:4000/v1", [], client="local")
     facts = facts_with(line("0.0.0.0", 4000, "litellm"))
-    upstream = contracts.optillm_upstream_is_litellm(lab.service("optillm-proxy"), settings, lab, facts)
-    inference = contracts.gateway_never_runs_inference(lab.service("optillm-proxy"), settings, None, facts)
+    upstream = optillm_upstream_litellm.optillm_upstream_is_litellm(lab.service("optillm-proxy"), settings, lab, facts)
+    inference = gateway_never_runs_inference.judge_forwarding(lab.service("optillm-proxy"), settings, None)
     assert upstream.outcome is inference.outcome is Outcome.VIOLATED
     assert "LOCAL INFERENCE" in upstream.summary and "runs inference itself" in inference.summary
 
 
 def test_upstream_bound_elsewhere_than_the_url(lab):
     facts = facts_with(line("198.51.100.10", 4000, "litellm"))
-    result = contracts.optillm_upstream_is_litellm(
+    result = optillm_upstream_litellm.optillm_upstream_is_litellm(
         lab.service("optillm-proxy"),
         _settings({}, "http://127.0.0.1:4000/v1", ["http://127.0.0.1:4000/v1"]),
         lab,
@@ -227,20 +242,19 @@ def test_transformers_pin(lab, declared, installed, expected):
     facts.files[key] = FileFact(
         "requirements.txt", "/x/requirements.txt", True, f"optillm==0.3.20\n{declared}  # pin\n", None
     )
-    result = contracts.transformers_pin(service, facts, venv, key)
+    result = transformers_pin.judge_pin(service, facts, venv, key)
     assert result.outcome is expected, result.render()
 
 
 def test_hf_token_presence_never_shows_the_value(lab):
     port = next(p for p in lab.ports if p.port == 4040)
-    result = contracts.hf_token_present(lab.service("optillm-local"), port, {"HF_TOKEN": "hf_secretsecret"}, False)
+    result = hf_token_for_gated_pulls.judge_token(lab.service("optillm-local"), port, {"HF_TOKEN": "hf_secretsecret"})
     assert result.outcome is Outcome.PASSED and "hf_secretsecret" not in result.render()
-    missing = contracts.hf_token_present(lab.service("optillm-local"), port, {}, False)
+    missing = hf_token_for_gated_pulls.judge_token(lab.service("optillm-local"), port, {})
     assert missing.outcome is Outcome.VIOLATED
 
 
 def test_broken_secret_env_file_names_the_line_but_never_shows_it(lab):
-    service = lab.service("optillm-proxy")
     facts = HostFacts("mini")
     key = "optillm-proxy:/etc/optillm-proxy/env"
     facts.files[key] = FileFact(
@@ -251,6 +265,6 @@ def test_broken_secret_env_file_names_the_line_but_never_shows_it(lab):
         None,
         secret=True,
     )
-    result = hosts.declared_file_parses(service, "/etc/optillm-proxy/env", "env", facts, key)
+    result = file_parses.judge_file("/etc/optillm-proxy/env", "env", facts.files.get(key))
     assert result.outcome is Outcome.VIOLATED
     assert "line 2" in result.render() and "mysterycredential" not in result.render()

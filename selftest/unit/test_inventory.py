@@ -29,14 +29,14 @@ def test_gateway_inventory_transcribes_the_seed():
     assert inventory.service("system-monitor").state == "planned"
     assert inventory.host("studio").service_manager == "launchd"
     assert inventory.host("mini").service_manager == "systemd"
-    assert {c.check for c in inventory.contracts} >= {
-        "clients_call_litellm_only",
-        "optillm_local_only",
-        "optillm_upstream_is_litellm",
-        "gateway_never_runs_inference",
-        "showroom_models_present",
-        "hf_cache_path",
-        "transformers_pin",
+    assert {c.check_id for c in inventory.contracts} >= {
+        "clients-call-litellm-only",
+        "optillm-never-exposed",
+        "optillm-upstream-litellm",
+        "gateway-never-runs-inference",
+        "showroom-backroom",
+        "hf-cache-path",
+        "transformers-pin",
     }
     paths = {h.path for h in inventory.health_checks if h.service == "litellm-orch"}
     assert paths == {"/health", "/health/readiness", "/health/liveliness"}
@@ -135,11 +135,11 @@ BROKEN = {
         "services[1].owner",
         "no owner named 'optillm-team'",
     ),
-    "unknown-contract-check": (
-        "    check: transformers_pin\n",
-        "    check: transformers_pinned\n",
+    "contract-check-not-kebab-case": (
+        "  - id: transformers-pin\n",
+        "  - id: transformers-pin\n    check: transformers_pin\n",
         "contracts[6].check",
-        "Input should be",
+        "should match pattern",
     ),
     "duplicate-yaml-key": (
         "    tier: gateway\n    role: Primary",

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conformance.checks import contracts, hosts
+from conformance.contracts import (
+    hf_cache_path,
+    no_unexpected_listeners,
+    port_bound,
+    port_served_by_unit,
+    reserved_port_free,
+    unit_active,
+)
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.gather import gather
 from conformance.inventory.loader import load_inventory
@@ -138,7 +145,7 @@ def test_gathering_is_two_round_trips_of_allowed_commands(studio):
 def test_launchd_unit_is_read_with_exact_label(studio):
     inventory, facts, _ = studio
     unit = inventory.ports[2].unit
-    result = hosts.unit_installed_enabled_active(unit, facts)
+    result = unit_active.judge_unit(unit, facts)
     assert result.outcome is Outcome.PASSED, result.render()
     # The recorded job runs from the tester's LaunchAgents; RunAtLoad makes it start at login.
     assert facts.units[LABEL].active and facts.units[LABEL].main_pid == 5150
@@ -153,18 +160,18 @@ def test_launchd_job_not_loaded_is_a_violation(studio):
         (RECORDED / "macos-launchctl-print-not-found.txt").read_text(),
     )
     facts = gather(connection, inventory)
-    result = hosts.unit_installed_enabled_active(inventory.ports[2].unit, facts)
+    result = unit_active.judge_unit(inventory.ports[2].unit, facts)
     assert result.outcome is Outcome.VIOLATED and "is not loaded" in result.render()
 
 
 def test_macos_listeners_drift_is_found(studio):
     inventory, facts, _ = studio
     high = next(port for port in inventory.ports if port.port == 4040)
-    bound = hosts.port_bound_as_declared(high, facts)
+    bound = port_bound.judge_binding(high, facts)
     assert bound.outcome is Outcome.VIOLATED and "declared 0.0.0.0 only" in bound.summary
-    reserved = hosts.reserved_port_free(next(port for port in inventory.ports if port.port == 4042), facts)
+    reserved = reserved_port_free.judge_reserved(next(port for port in inventory.ports if port.port == 4042), facts)
     assert reserved.outcome is Outcome.VIOLATED and "taken by node[999] on [::1]" in reserved.summary
-    strays = hosts.unexpected_listeners(inventory.host("studio"), inventory, facts)
+    strays = no_unexpected_listeners.judge_listeners(inventory.host("studio"), inventory, facts)
     assert strays.outcome is Outcome.VIOLATED
     assert "49152" in strays.summary and "7000" in strays.summary and ":22 " not in strays.summary
 
@@ -182,7 +189,7 @@ def test_hf_cache_from_launchd_environment(studio):
     env = instance_environment(facts, service, port)
     assert env["HF_HOME"] == "/Users/tester/.cache/huggingface"
     cache = hf_cache_of(env, facts, service)
-    result = contracts.hf_cache_path(service, port, cache, facts)
+    result = hf_cache_path.judge_cache(service, port, cache, facts)
     assert result.outcome is Outcome.VIOLATED
     assert "uses HF cache /Users/tester/.cache/huggingface/hub, not /Users/thestudio/models/hf/hub" in result.summary
 
@@ -190,5 +197,5 @@ def test_hf_cache_from_launchd_environment(studio):
 def test_listener_belongs_to_launchd_job(studio):
     inventory, facts, _ = studio
     port = next(port for port in inventory.ports if port.port == 4040)
-    result = hosts.listener_belongs_to_unit(port, port.unit, facts)
+    result = port_served_by_unit.judge_owner(port, port.unit, facts)
     assert result.outcome is Outcome.PASSED, result.render()

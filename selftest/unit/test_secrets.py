@@ -161,7 +161,7 @@ def test_router_api_base_userinfo_and_entries_never_shown(lab):
 
 
 def test_optillm_base_url_userinfo_not_in_evidence(lab):
-    from conformance.checks import contracts
+    from conformance.contracts import optillm_upstream_litellm
 
     service = lab.service("optillm-proxy")
     facts = HostFacts("mini")
@@ -172,13 +172,13 @@ def test_optillm_base_url_userinfo_not_in_evidence(lab):
         {"OPTILLM_BASE_URL": "http://canaryuser3:canarypw3@127.0.0.1:4000/v1", "OPENAI_API_KEY": "sk-lab-canary4"},
     )
     settings = optillm_settings(facts, service)
-    result = contracts.optillm_upstream_is_litellm(service, settings, lab, facts)
+    result = optillm_upstream_litellm.optillm_upstream_is_litellm(service, settings, lab, facts)
     text = result.render() + result.to_json()
     assert "canarypw3" not in text and "canaryuser3" not in text
 
 
 def test_yaml_error_of_a_config_file_does_not_quote_its_line(lab):
-    from conformance.checks import hosts
+    from conformance.contracts import file_parses
 
     service = lab.service("litellm-orch")
     router = next(f for f in service.files if f.role == "router_config")
@@ -188,5 +188,5 @@ def test_yaml_error_of_a_config_file_does_not_quote_its_line(lab):
     facts.files[key] = FileFact(router.path, "/srv/gateway/router.yaml", True, content, None, False)
     with pytest.raises(yaml.YAMLError):
         yaml.safe_load(content)
-    result = hosts.declared_file_parses(service, router.path, "yaml", facts, key)
+    result = file_parses.judge_file(router.path, "yaml", facts.files.get(key))
     assert result.outcome is Outcome.VIOLATED and "canary-yaml-error" not in result.render()

@@ -1,47 +1,10 @@
-"""The one error type every fact parser raises on output it cannot read with certainty."""
+"""The parse error every fact parser raises, and a YAML error description safe to show."""
 
 from __future__ import annotations
 
+from conformance.errors import ParseError
 
-class ParseError(ValueError):
-    """Command output or file content that does not have the expected shape.
-
-    A parser raises this instead of guessing: a wrong fact (a socket reported on the wrong
-    address, an environment variable silently dropped) is worse than a loud failure that names
-    the command, the line and the reason, so that the report points at the evidence.
-    """
-
-    def __init__(
-        self,
-        source: str,
-        reason: str,
-        *,
-        line_no: int | None = None,
-        line: str | None = None,
-    ) -> None:
-        self.source = source
-        self.line_no = line_no
-        self.line = line
-        self.reason = reason
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        where = self.source if self.line_no is None else f"{self.source}, line {self.line_no}"
-        text = f"{where}: {self.reason}"
-        if self.line is not None:
-            text += f" in {self.line!r}"
-        return text
-
-    def __str__(self) -> str:
-        return self._render()
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keep the keyword-only arguments across pickling (pytest-xdist ships exceptions).
-        return (_rebuild, (self.source, self.reason, self.line_no, self.line))
-
-
-def _rebuild(source: str, reason: str, line_no: int | None, line: str | None) -> ParseError:
-    return ParseError(source, reason, line_no=line_no, line=line)
+__all__ = ["ParseError", "describe_yaml_error"]
 
 
 def describe_yaml_error(source: str, exc: Exception) -> str:

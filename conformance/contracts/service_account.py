@@ -1,0 +1,58 @@
+"""Each service runs as its declared account (whose home is what `~` means in its paths)."""
+
+from __future__ import annotations
+
+from conformance.contracts.base import Case, ContractSpec, Scope
+from conformance.errors import FactUnavailable
+from conformance.facts.model import HostFacts
+from conformance.inventory.model import Service
+from conformance.paths import unit_of
+from conformance.results import Result, passed, skipped, violated
+
+
+def judge_account(service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts) -> Result:
+    if service.user is None:
+        return skipped(f"no service account is declared for {service.name} at this site")
+    evidence = {}
+    problems = []
+    expected_uid = facts.user_ids.get(service.user)
+    if expected_uid is None:
+        return violated(f"the account {service.user!r} of {service.name} does not exist on {service.host}")
+    names = {**facts.account_names, **{uid: name for name, uid in facts.user_ids.items()}}
+    for unit_name, pid in main_pids:
+        process = facts.processes.get(pid) if pid else None
+        if process is None:
+            problems.append(f"{unit_name} has no running process")
+            continue
+        user = names.get(process.uid, f"uid {process.uid}")
+        evidence[unit_name] = f"pid {pid} {user} (uid {process.uid}, {process.command})"
+        if process.uid != expected_uid:
+            problems.append(f"{unit_name} runs as {user!r}, not as {service.user!r}")
+    if problems:
+        return violated(f"{service.name} does not run as {service.user}", *problems, **evidence)
+    return passed(f"{service.name} runs as {service.user}", **evidence)
+
+
+def judge(case: Case) -> Result:
+    service = case.service
+    assert service is not None
+    facts = case.facts()
+    units: list[tuple[str, int | None]] = []
+    for port in [None, *case.inventory.ports_of(service.name)]:
+        unit_ref = unit_of(service, port)
+        if unit_ref and (port is None or port.state == "active") and unit_ref[1] not in [name for name, _ in units]:
+            units.append((unit_ref[1], facts.unit(unit_ref[1]).main_pid))
+    if not units:
+        raise FactUnavailable(f"{service.name} declares no unit")
+    return judge_account(service, units, facts)
+
+
+CONTRACT = ContractSpec(
+    id="service-account",
+    suite="hosts",
+    scope=Scope.SERVICE,
+    judge=judge,
+    needs_running=True,
+    statement="Each service runs as its declared account.",
+    rule="The main process of each of the service's units runs with the uid of the declared user.",
+)

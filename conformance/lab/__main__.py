@@ -1,9 +1,0 @@
-"""`python -m conformance.lab ...` (the same commands as `conformance lab ...`)."""
-
-from __future__ import annotations
-
-import sys
-
-from .cli import main
-
-sys.exit(main())

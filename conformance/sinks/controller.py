@@ -1,0 +1,178 @@
+"""Controller side of a run: collect every Result once and hand it to each sink.
+
+Under xdist, reports travel from the workers to the controller and the logreport hook runs
+there again; only the controller (the process without ``workerinput``) registers this
+plugin, so every bulletin entry is written exactly once. The state lives on the sink
+objects, one per pytest config, never in module globals (nested runs must not share it).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.bulletin.store import BulletinUpdate, update_bulletin
+from conformance.inventory.model import Inventory
+from conformance.results import Outcome, Result
+from conformance.sinks import BaseSink, Sink
+from conformance.sinks.allure import AllureSink
+from conformance.sinks.junit import JUnitSink
+
+RUN_ID_KEY = pytest.StashKey[str]()
+RESULT_PROPERTY = "conformance_result"
+BULLETIN_ENV = "CONFORMANCE_BULLETIN"
+
+
+def harness_version() -> str:
+    try:
+        return version("gateway-conformance")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def result_of(report: pytest.TestReport) -> Result | None:
+    """The Result a test report carries (set by the plugin in the process that ran the test)."""
+    for name, value in report.user_properties:
+        if name == RESULT_PROPERTY and isinstance(value, str):
+            return Result.from_json(value)
+    return None
+
+
+def outcome_of(report: pytest.TestReport) -> str | None:
+    result = result_of(report)
+    return result.outcome.value if result else None
+
+
+def bulletin_path(config: pytest.Config, reports: Path) -> Path:
+    value = config.getoption("--bulletin") or os.environ.get(BULLETIN_ENV)
+    return Path(value) if value else reports / "bulletin.jsonl"
+
+
+def whole_inventory(config: pytest.Config) -> bool:
+    """Whether this run checked everything (no -k/-m, host or service selection, paths)."""
+    option = config.option
+    if (
+        option.keyword
+        or option.markexpr
+        or getattr(option, "conformance_host", None)
+        or getattr(option, "conformance_service", None)
+        or getattr(option, "maxfail", 0)
+    ):
+        return False
+    testpaths = config.getini("testpaths")
+    args = [arg for arg in config.args if not arg.startswith("-")]
+    return not args or sorted(args) == sorted(testpaths)
+
+
+class BulletinSink(BaseSink):
+    """Opens, reminds, resolves and retires bulletin entries from the run's results."""
+
+    def __init__(self, path: Path, run_id: str, reminder_after_hours: float | None, config: pytest.Config) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.reminder_after_hours = reminder_after_hours
+        self.config = config
+        self.results: list[Result] = []
+        self.update: BulletinUpdate | None = None
+
+    def on_result(self, result: Result, report: pytest.TestReport) -> None:
+        self.results.append(result)
+
+    def on_finish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.results:
+            return
+        complete = exitstatus in (0, 1) and not session.shouldstop and whole_inventory(self.config)
+        try:
+            self.update = update_bulletin(
+                self.path, self.results, self.run_id, self.reminder_after_hours, complete_run=complete
+            )
+        except (OSError, ValueError, TimeoutError) as exc:
+            self.error = f"bulletin NOT written: {exc}"
+
+    def summary(self) -> str | None:
+        if self.error:
+            return self.error
+        if self.update is None:
+            return None
+        update = self.update
+        return (
+            f"bulletin: {update.still_open} open ({len(update.opened)} opened, "
+            f"{len(update.resolved)} resolved) in {self.path}"
+        )
+
+
+class TerminalSink(BaseSink):
+    """Counts the outcomes for the one summary line a person or a pager reads."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(Outcome, 0)
+
+    def on_result(self, result: Result, report: pytest.TestReport) -> None:
+        self.counts[result.outcome] += 1
+
+    def summary(self) -> str | None:
+        counts = self.counts
+        if not any(counts.values()):
+            return None
+        return (
+            f"conformance: {counts[Outcome.PASSED]} passed, {counts[Outcome.VIOLATED]} failed, "
+            f"{counts[Outcome.BROKEN]} broken, {counts[Outcome.SKIPPED]} skipped"
+        )
+
+
+def run_sinks(config: pytest.Config, inventory: Inventory, reports: Path, run_id: str) -> list[Sink]:
+    """Every sink of a run, in the order their summaries are printed."""
+    return [
+        TerminalSink(),
+        BulletinSink(bulletin_path(config, reports), run_id, inventory.bulletin.reminder_after_hours, config),
+        AllureSink(
+            getattr(config.option, "allure_report_dir", None),
+            inventory.source_path,
+            run_id,
+            harness_version(),
+            inventory.layer.name,
+        ),
+        JUnitSink(getattr(config.option, "xmlpath", None)),
+    ]
+
+
+class Controller:
+    """Dispatches pytest's controller-side hooks to the sinks (registered on the controller only)."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    def sink(self, kind: type[Any]) -> Any:
+        return next(sink for sink in self.sinks if isinstance(sink, kind))
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        result = result_of(report)
+        if result is not None:
+            for sink in self.sinks:
+                sink.on_result(result, report)
+
+    @pytest.hookimpl(trylast=True)  # after junitxml has written its file
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        for sink in self.sinks:
+            sink.on_finish(session, exitstatus)
+        if any(sink.error for sink in self.sinks) and session.exitstatus == pytest.ExitCode.OK:
+            # An output that could not be written is a failed run, not a green one.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        line = self.summary_line()
+        if line:
+            terminalreporter.write_line(line)
+
+    def summary_line(self) -> str | None:
+        parts = [part for sink in self.sinks if (part := sink.summary())]
+        errors = [sink.error for sink in self.sinks if sink.error and sink.error not in parts]
+        return "; ".join(parts + errors) or None

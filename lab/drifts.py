@@ -1,0 +1,889 @@
+"""Named, realistic breakages of the conformant lab, and their exact reversal.
+
+Every drift edits the running hosts (through their overlay roots or inside them) and
+waits until the breakage is in effect. Reverting restores files byte for byte from the
+golden rootfs (content, mode and owner), so `reset` lands exactly on the conformant state.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config as c
+from .build import golden_dir, transformers_wheels
+from .runtime import (
+    exec_in,
+    http_get,
+    journal_tail,
+    lab_lock,
+    listeners,
+    load_state,
+    root_dir,
+    save_state,
+    wait_healthy,
+)
+from .util import LabError, log
+
+WAIT = 120.0
+Data = dict[str, Any]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def live(host: str, path: str) -> Path:
+    return root_dir(host) / path.lstrip("/")
+
+
+def inside(host: str, *argv: str, timeout: float = 60) -> str:
+    res = exec_in(host, list(argv), timeout=timeout)
+    if res.returncode != 0:
+        raise LabError(
+            f"{host}: {' '.join(argv)} failed ({res.returncode}): {(res.stderr or res.stdout).strip()[-1500:]}"
+        )
+    return res.stdout
+
+
+def edit_text(host: str, path: str, fn: Callable[[str], str]) -> None:
+    """Rewrite a live file in place (same inode, so its mode and owner stay)."""
+    p = live(host, path)
+    old = p.read_text()
+    new = fn(old)
+    if new == old:
+        raise LabError(f"{host}:{path}: the drift edit changed nothing")
+    with p.open("w") as fh:
+        fh.write(new)
+
+
+def set_env(key: str, value: str) -> Callable[[str], str]:
+    def fn(text: str) -> str:
+        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{key}=")]
+        # Keep the variable where it was when it existed, else append it.
+        for i, ln in enumerate(text.splitlines()):
+            if ln.startswith(f"{key}="):
+                lines.insert(i, f"{key}={value}")
+                break
+        else:
+            lines.append(f"{key}={value}")
+        return "\n".join(lines) + "\n"
+
+    return fn
+
+
+def del_env(key: str) -> Callable[[str], str]:
+    def fn(text: str) -> str:
+        return "".join(ln + "\n" for ln in text.splitlines() if not ln.startswith(f"{key}="))
+
+    return fn
+
+
+def restore(host: str, path: str) -> None:
+    """Put the golden version of a file back: content, mode and owner."""
+    src = golden_dir(host) / path.lstrip("/")
+    dst = live(host, path)
+    st = src.stat()
+    with dst.open("wb") as fh:
+        fh.write(src.read_bytes())
+    shutil.chown(dst, st.st_uid, st.st_gid)
+    dst.chmod(st.st_mode & 0o7777)
+
+
+def wait_for(cond: Callable[[], bool], what: str, host: str, unit: str = "", timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            msg = f"{host}: timed out after {timeout:.0f}s waiting for {what}"
+            if unit:
+                msg += f"\n--- journalctl -u {unit} ---\n{journal_tail(host, unit)}"
+            raise LabError(msg)
+        time.sleep(0.25)
+
+
+def listening(host: str, addr: str, port: int) -> bool:
+    return any(a == addr and p == port for a, p, _ in listeners(host))
+
+
+def port_free(host: str, port: int) -> bool:
+    return not any(p == port for _, p, _ in listeners(host))
+
+
+def unit_active(host: str, unit: str) -> bool:
+    return exec_in(host, ["systemctl", "is-active", "--quiet", unit], timeout=15).returncode == 0
+
+
+def restart_and_wait(host: str, unit: str, ready: Callable[[], bool], what: str) -> None:
+    inside(host, "systemctl", "restart", unit, timeout=90)
+    wait_for(lambda: unit_active(host, unit) and ready(), what, host, unit)
+
+
+def litellm_alive() -> bool:
+    url = f"http://{c.MINI_ADDR}:{c.LITELLM_PORT}/health/liveliness"
+    return http_get(url)[0] == 200
+
+
+def proxy_ready(addr: str = "127.0.0.1") -> Callable[[], bool]:
+    return lambda: listening(c.MINI, addr, c.OPTILLM_PROXY_PORT)
+
+
+def local_ready(inst: c.LocalInstance) -> Callable[[], bool]:
+    return lambda: http_get(f"http://{c.STUDIO_ADDR}:{inst.port}/health")[0] == 200
+
+
+def instance(name: str) -> c.LocalInstance:
+    return next(i for i in c.LOCAL_INSTANCES if i.name == name)
+
+
+# --- drifts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the harness must report while a drift is applied (proved by selftest/e2e/test_drifts.py).
+
+    ``test``: a substring of the failing test's node id (contract test and subject);
+    ``outcome``: "violated" (a failed test) or "broken" (could not check);
+    ``phrases``: what the owner must read in the message; ``owner``: the bulletin entry's owner.
+    """
+
+    test: str
+    outcome: str
+    phrases: tuple[str, ...]
+    owner: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    name: str
+    host: str
+    summary: str
+    apply: Callable[[], Data]
+    revert: Callable[[Data], None]
+    expect: Expected | None = None  # None: proved by its own test (an outage, not a contract)
+
+
+def _proxy_env_drift(key: str, value: str, addr: str) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env(key, value))
+        restart_and_wait(
+            c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(addr), f"optillm-proxy on {addr}:{c.OPTILLM_PROXY_PORT}"
+        )
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.MINI, c.OPTILLM_PROXY_ENV)
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
+
+    return apply, revert
+
+
+def _upstream_apply() -> Data:
+    studio = f"http://{c.STUDIO_ADDR}:{instance('high').port}/v1"
+    edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_BASE_URL", studio))
+    edit_text(
+        c.MINI,
+        c.OPTILLM_PROXY_CONFIG,
+        lambda t: (
+            "\n".join(f"    base_url: {studio}" if ln.strip().startswith("base_url:") else ln for ln in t.splitlines())
+            + "\n"
+        ),
+    )
+    restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy restarted")
+    return {}
+
+
+def _upstream_revert(_: Data) -> None:
+    restore(c.MINI, c.OPTILLM_PROXY_ENV)
+    restore(c.MINI, c.OPTILLM_PROXY_CONFIG)
+    restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy restarted")
+
+
+def _router_drift(handle: str, model: str, api_base: str) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    entry = (
+        f"  - model_name: {handle}\n    litellm_params:\n      model: {model}\n"
+        f"      api_base: {api_base}\n      api_key: os.environ/LITELLM_MASTER_KEY\n"
+    )
+
+    def add(text: str) -> str:
+        # Append to the end of model_list (the blank line that closes it).
+        head, sep, tail = text.partition("\n\nrouter_settings:")
+        return head + "\n" + entry.rstrip("\n") + sep + tail
+
+    def apply() -> Data:
+        edit_text(c.MINI, c.ROUTER_YAML, add)
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.MINI, c.ROUTER_YAML)
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+
+    return apply, revert
+
+
+def _stop_drift(
+    host: str, unit: str, port: int, ready: Callable[[], bool]
+) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        inside(host, "systemctl", "stop", unit, timeout=90)
+        wait_for(lambda: port_free(host, port), f"port {port} to close", host, unit)
+        return {}
+
+    def revert(_: Data) -> None:
+        inside(host, "systemctl", "start", unit, timeout=90)
+        wait_for(lambda: unit_active(host, unit) and ready(), f"{unit} healthy", host, unit)
+
+    return apply, revert
+
+
+def _unit_disabled() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        inside(c.MINI, "systemctl", "disable", c.OPTILLM_PROXY_UNIT)
+        return {}
+
+    def revert(_: Data) -> None:
+        inside(c.MINI, "systemctl", "enable", c.OPTILLM_PROXY_UNIT)
+
+    return apply, revert
+
+
+def _high_loopback_only() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The 'high' instance binds 127.0.0.1: running and healthy inside, unreachable from the Mini."""
+    high = instance("high")
+
+    def apply() -> Data:
+        edit_text(c.STUDIO, high.env_file, set_env("OPTILLM_HOST", "127.0.0.1"))
+        restart_and_wait(
+            c.STUDIO,
+            high.unit,
+            lambda: listening(c.STUDIO, "127.0.0.1", high.port),
+            f"{high.unit} on 127.0.0.1:{high.port}",
+        )
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.STUDIO, high.env_file)
+        restart_and_wait(c.STUDIO, high.unit, local_ready(high), f"{high.unit} healthy")
+
+    return apply, revert
+
+
+def _start_http_listener(host: str, unit: str, port: int, bind: str) -> None:
+    # As nobody, serving an empty folder: a stray listener, not a data leak.
+    inside(
+        host,
+        "systemd-run",
+        f"--unit={unit}",
+        "--uid=nobody",
+        "--gid=nogroup",
+        "--property=TemporaryFileSystem=/srv/empty",
+        "--working-directory=/",
+        "python3",
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        bind,
+        "--directory",
+        "/srv/empty",
+    )
+    wait_for(lambda: listening(host, bind, port), f"{bind}:{port}", host, unit)
+
+
+def _stop_transient(host: str, unit: str) -> None:
+    exec_in(host, ["systemctl", "stop", unit], timeout=60)
+    exec_in(host, ["systemctl", "reset-failed", unit], timeout=30)
+
+
+def _port_impostor() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The proxy moves to 4021 and another process takes 127.0.0.1:4020 in its place."""
+    unit = "gc-drift-impostor"
+
+    def apply() -> Data:
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_PORT", "4021"))
+        inside(c.MINI, "systemctl", "restart", c.OPTILLM_PROXY_UNIT, timeout=90)
+        wait_for(lambda: listening(c.MINI, "127.0.0.1", 4021), "optillm-proxy on 127.0.0.1:4021", c.MINI)
+        _start_http_listener(c.MINI, unit, c.OPTILLM_PROXY_PORT, "127.0.0.1")
+        return {}
+
+    def revert(_: Data) -> None:
+        _stop_transient(c.MINI, unit)
+        restore(c.MINI, c.OPTILLM_PROXY_ENV)
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
+
+    return apply, revert
+
+
+def _transient_listener(host: str, unit: str, port: int) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        _start_http_listener(host, unit, port, "0.0.0.0")
+        return {}
+
+    def revert(_: Data) -> None:
+        _stop_transient(host, unit)
+        wait_for(lambda: port_free(host, port), f"port {port} to close", host)
+
+    return apply, revert
+
+
+def _pip_as_studio(wheel: Path) -> None:
+    """Install one cached wheel into the studio venv offline, as its owner."""
+    staged = live(c.STUDIO, "/var/tmp/gc-drift") / wheel.name
+    staged.parent.mkdir(exist_ok=True)
+    shutil.copyfile(wheel, staged)
+    try:
+        inside(
+            c.STUDIO,
+            "runuser",
+            "-u",
+            c.STUDIO_USER,
+            "--",
+            "env",
+            f"HOME={c.STUDIO_HOME}",
+            "PIP_NO_CACHE_DIR=1",
+            "PIP_DISABLE_PIP_VERSION_CHECK=1",
+            f"{c.OPTILLM_LOCAL_VENV}/bin/pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            f"/var/tmp/gc-drift/{wheel.name}",
+            timeout=600,
+        )
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)
+    _drop_direct_url(wheel)
+
+
+def _drop_direct_url(wheel: Path) -> None:
+    # A file install leaves direct_url.json (PEP 610), so pip freeze would show
+    # "transformers @ file://..."; an index install has none. Remove it and its RECORD line.
+    version = wheel.name.split("-")[1]
+    site = next(live(c.STUDIO, c.OPTILLM_LOCAL_VENV).glob("lib/python3*/site-packages"))
+    info = site / f"transformers-{version}.dist-info"
+    (info / "direct_url.json").unlink(missing_ok=True)
+    record = info / "RECORD"
+    if record.is_file():
+        keep = [ln for ln in record.read_text().splitlines() if not ln.split(",", 1)[0].endswith("/direct_url.json")]
+        with record.open("w") as fh:
+            fh.write("\n".join(keep) + "\n")
+
+
+def _transformers5() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        five = transformers_wheels()[1]
+        _pip_as_studio(five)
+        return {"installed": five.name}
+
+    def revert(_: Data) -> None:
+        _pip_as_studio(transformers_wheels()[0])
+
+    return apply, revert
+
+
+def _requirements_unpinned() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        edit_text(
+            c.STUDIO,
+            c.OPTILLM_LOCAL_REQUIREMENTS,
+            lambda t: "".join(
+                ("transformers\n" if ln.strip() == "transformers<5" else ln + "\n") for ln in t.splitlines()
+            ),
+        )
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.STUDIO, c.OPTILLM_LOCAL_REQUIREMENTS)
+
+    return apply, revert
+
+
+def _hf_cache_moved() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    high = instance("high")
+
+    def apply() -> Data:
+        # Remember the outermost folder that did not exist, to remove exactly that later.
+        created = ""
+        parts = Path(c.HF_HUB_CACHE_MOVED).relative_to(c.STUDIO_HOME).parts
+        for i in range(len(parts)):
+            sub = str(Path(c.STUDIO_HOME, *parts[: i + 1]))
+            if not live(c.STUDIO, sub).exists():
+                created = sub
+                break
+        inside(c.STUDIO, "runuser", "-u", c.STUDIO_USER, "--", "mkdir", "-p", c.HF_HUB_CACHE_MOVED)
+        for inst in c.LOCAL_INSTANCES:
+            folder = "models--" + inst.model.replace("/", "--")
+            inside(
+                c.STUDIO,
+                "runuser",
+                "-u",
+                c.STUDIO_USER,
+                "--",
+                "cp",
+                "-a",
+                f"{c.HF_HUB_CACHE}/{folder}",
+                f"{c.HF_HUB_CACHE_MOVED}/",
+            )
+        edit_text(c.STUDIO, high.env_file, set_env("HF_HUB_CACHE", c.HF_HUB_CACHE_MOVED))
+        restart_and_wait(c.STUDIO, high.unit, local_ready(high), f"{high.unit} healthy")
+        return {"created": created}
+
+    def revert(data: Data) -> None:
+        restore(c.STUDIO, high.env_file)
+        restart_and_wait(c.STUDIO, high.unit, local_ready(high), f"{high.unit} healthy")
+        created = str(data.get("created", ""))
+        if created.startswith(c.STUDIO_HOME + "/"):
+            shutil.rmtree(live(c.STUDIO, created), ignore_errors=True)
+
+    return apply, revert
+
+
+def _hf_token_missing() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    def apply() -> Data:
+        for inst in c.LOCAL_INSTANCES:
+            edit_text(c.STUDIO, inst.env_file, del_env("HF_TOKEN"))
+        for inst in c.LOCAL_INSTANCES:
+            restart_and_wait(c.STUDIO, inst.unit, local_ready(inst), f"{inst.unit} healthy")
+        return {}
+
+    def revert(_: Data) -> None:
+        for inst in c.LOCAL_INSTANCES:
+            restore(c.STUDIO, inst.env_file)
+        for inst in c.LOCAL_INSTANCES:
+            restart_and_wait(c.STUDIO, inst.unit, local_ready(inst), f"{inst.unit} healthy")
+
+    return apply, revert
+
+
+def _studio_down() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    from . import api
+
+    def apply() -> Data:
+        api.stop_host(c.STUDIO)
+        return {}
+
+    def revert(_: Data) -> None:
+        api.start_host(c.STUDIO)
+
+    return apply, revert
+
+
+CANARY_DIR = "/srv/gc-canary"
+CANARY_LISTENER = "gc-drift-canary-body"
+PROXY_UNIT_FILE = f"/etc/systemd/system/{c.OPTILLM_PROXY_UNIT}.service"
+
+
+def _secret_canaries() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """Distinct canaries in every place a secret can live on the lab hosts.
+
+    Each canary is a fresh random value with no known key prefix, so only the harness's
+    redaction (registered values, URL userinfo, argv and key shapes) can hide it:
+
+    - env: a credential-named variable in the proxy's EnvironmentFile;
+    - wrapped: a key wrapped onto a line of its own in the balanced instance's env file
+      (systemd ignores the line; the harness must name the line number, never the text);
+    - argv: ``--optillm-api-key VALUE`` on the proxy's ExecStart;
+    - url_env / url_proxy_config / url_router: ``user:password@`` in OPTILLM_BASE_URL, in
+      proxy_config.yaml's provider base_url and in a router.yaml api_base;
+    - model_list_key: a literal ``api_key`` of a router.yaml model_list entry;
+    - body: an HTTP answer on the proxy's loopback port (the proxy moves to 4021 and a
+      stand-in serves ``/health`` with the canary in its body).
+
+    The canaries are kept in the drift's data, so a test can look for them in every output.
+    """
+    import secrets as random
+
+    balanced = instance("balanced")
+
+    def apply() -> Data:
+        canaries = {
+            name: f"gccanary{name.replace('_', '')}{random.token_hex(8)}"
+            for name in (
+                "env",
+                "wrapped",
+                "argv",
+                "url_env",
+                "url_proxy_config",
+                "url_router",
+                "model_list_key",
+                "body",
+            )
+        }
+        # Mini: the proxy's env file, config, unit, and the router.
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("GC_CANARY_API_KEY", canaries["env"]))
+        edit_text(
+            c.MINI,
+            c.OPTILLM_PROXY_ENV,
+            set_env("OPTILLM_BASE_URL", f"http://gcuser:{canaries['url_env']}@127.0.0.1:{c.LITELLM_PORT}/v1"),
+        )
+        edit_text(c.MINI, c.OPTILLM_PROXY_ENV, set_env("OPTILLM_PORT", "4021"))
+        edit_text(
+            c.MINI,
+            c.OPTILLM_PROXY_CONFIG,
+            lambda t: "".join(
+                f"    base_url: http://gcuser:{canaries['url_proxy_config']}@127.0.0.1:{c.LITELLM_PORT}/v1\n"
+                if ln.strip().startswith("base_url:")
+                else ln + "\n"
+                for ln in t.splitlines()
+            ),
+        )
+        edit_text(
+            c.MINI,
+            PROXY_UNIT_FILE,
+            lambda t: t.replace(
+                f"ExecStart={c.OPTILLM_PROXY_VENV}/bin/optillm\n",
+                f"ExecStart={c.OPTILLM_PROXY_VENV}/bin/optillm --optillm-api-key {canaries['argv']}\n",
+            ),
+        )
+        entry = (
+            "  - model_name: canary-route\n    litellm_params:\n      model: openai/labtiny/tiny-chat-high\n"
+            f"      api_base: http://gcuser:{canaries['url_router']}@{c.STUDIO_ADDR}:{instance('high').port}/v1\n"
+            f"      api_key: {canaries['model_list_key']}\n"
+        )
+        edit_text(
+            c.MINI,
+            c.ROUTER_YAML,
+            lambda t: t.replace("\n\nrouter_settings:", "\n" + entry.rstrip("\n") + "\n\nrouter_settings:", 1),
+        )
+        # Studio: a key wrapped onto its own line (no restart: systemd would skip the line).
+        edit_text(
+            c.STUDIO,
+            balanced.env_file,
+            lambda t: t + f"GC_CANARY_KEY=gc-wrapped-\n{canaries['wrapped']}\n",
+        )
+        # The stand-in answer on 127.0.0.1:4020.
+        folder = live(c.MINI, CANARY_DIR)
+        folder.mkdir(mode=0o755, exist_ok=True)
+        (folder / "health").write_text(json.dumps({"status": "ok", "token": canaries["body"]}) + "\n")
+        (folder / "health").chmod(0o644)
+        inside(c.MINI, "systemctl", "daemon-reload")
+        inside(c.MINI, "systemctl", "restart", c.OPTILLM_PROXY_UNIT, timeout=90)
+        wait_for(lambda: listening(c.MINI, "127.0.0.1", 4021), "optillm-proxy on 127.0.0.1:4021", c.MINI)
+        inside(
+            c.MINI,
+            "systemd-run",
+            f"--unit={CANARY_LISTENER}",
+            "--uid=nobody",
+            "--gid=nogroup",
+            "--working-directory=/",
+            "python3",
+            "-m",
+            "http.server",
+            str(c.OPTILLM_PROXY_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            CANARY_DIR,
+        )
+        wait_for(lambda: listening(c.MINI, "127.0.0.1", c.OPTILLM_PROXY_PORT), "canary body listener", c.MINI)
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+        return {"canaries": canaries}
+
+    def revert(_: Data) -> None:
+        _stop_transient(c.MINI, CANARY_LISTENER)
+        shutil.rmtree(live(c.MINI, CANARY_DIR), ignore_errors=True)
+        restore(c.STUDIO, balanced.env_file)
+        for path in (c.OPTILLM_PROXY_ENV, c.OPTILLM_PROXY_CONFIG, PROXY_UNIT_FILE, c.ROUTER_YAML):
+            restore(c.MINI, path)
+        inside(c.MINI, "systemctl", "daemon-reload")
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy back on 127.0.0.1:4020")
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+
+    return apply, revert
+
+
+# What each drift must make the harness report: the contract test and subject, the outcome,
+# the owner-readable phrases and the bulletin owner. One table with the drifts themselves.
+EXPECTED: dict[str, Expected] = {
+    "optillm-exposed": Expected(
+        "test_optillm_never_exposed[",
+        "violated",
+        ("optillm-proxy is EXPOSED beyond localhost", "bound beyond loopback: 0.0.0.0:4020", "answers from the LAN"),
+        "optillm-proxy",
+    ),
+    "optillm-upstream-elsewhere": Expected(
+        "test_optillm_upstream_litellm[",
+        "violated",
+        (
+            "optillm-proxy's upstream is not litellm-orch",
+            "http://198.51.100.11:4040/v1: host 198.51.100.11 is not mini",
+        ),
+        "optillm-proxy",
+    ),
+    "optillm-local-mode": Expected(
+        "test_gateway_never_runs_inference[mini/optillm-proxy]",
+        "violated",
+        ("runs inference itself", "OPTILLM_API_KEY"),
+        "optillm-proxy",
+    ),
+    "routing-loop": Expected(
+        "test_no_routing_loop[",
+        "violated",
+        ("routing loop in the model graph", "litellm:loop-back -> optillm:loop-back -> litellm:loop-back"),
+        "litellm-orch",
+    ),
+    "phantom-handle": Expected(
+        "test_showroom_backroom[",
+        "violated",
+        ("handle 'studio-ghost' -> labtiny/absent-model at studio:4040: that model is not present there",),
+        "litellm-orch",
+    ),
+    "litellm-stopped": Expected(
+        "test_unit_active[mini/litellm-orch]",
+        "violated",
+        ("litellm-orch.service is not running (inactive (dead))",),
+        "litellm-orch",
+    ),
+    "unit-disabled": Expected(
+        "test_unit_active[mini/optillm-proxy]",
+        "violated",
+        ("optillm-proxy.service is not enabled (disabled)",),
+        "optillm-proxy",
+    ),
+    "transformers-5": Expected(
+        "test_transformers_pin[",
+        "violated",
+        ("does not satisfy <5",),
+        "gateway-agent",
+    ),
+    "requirements-unpinned": Expected(
+        "test_transformers_pin[",
+        "violated",
+        ("declares transformers, which admits transformers 5.0.0", "a reinstall can break the <5 pin"),
+        "gateway-agent",
+    ),
+    "hf-cache-moved": Expected(
+        "test_hf_cache_path[studio/optillm-local:4040]",
+        "violated",
+        ("uses HF cache /Users/thestudio/.cache/huggingface/hub, not /Users/thestudio/models/hf/hub",),
+        "gateway-agent",
+    ),
+    "hf-token-missing": Expected(
+        "test_hf_token_for_gated_pulls[",
+        "violated",
+        ("no HF token for gated pulls",),
+        "gateway-agent",
+    ),
+    "extra-listener": Expected(
+        "test_no_unexpected_listeners[mini]",
+        "violated",
+        (
+            "mini has listeners the inventory does not declare",
+            "0.0.0.0:8088",
+            "undeclared python3 on port 8088 is reachable from the LAN",
+        ),
+        "gateway-agent",
+    ),
+    "reserved-port-taken": Expected(
+        "test_reserved_port_free[studio/optillm-local:4042]",
+        "violated",
+        ("reserved port 4042 (fast) is taken by",),
+        "gateway-agent",
+    ),
+    "high-loopback-only": Expected(
+        "test_dependencies_reachable[litellm-orch->optillm-local]",
+        "violated",
+        ("litellm-orch (mini) cannot reach optillm-local", "198.51.100.11:4040"),
+        "litellm-orch",
+    ),
+    "port-impostor": Expected(
+        "test_port_served_by_unit[mini/optillm-proxy:4020]",
+        "violated",
+        ("port 4020 is served by python3", "not by optillm-proxy.service"),
+        "optillm-proxy",
+    ),
+    "secret-canaries": Expected(
+        "test_port_served_by_unit[mini/optillm-proxy:4020]",
+        "violated",
+        ("port 4020 is served by python3", "not by optillm-proxy.service"),
+        "optillm-proxy",
+    ),
+    "balanced-stopped": Expected(
+        "test_unit_active[studio/optillm-local:4041]",
+        "violated",
+        ("optillm-local-balanced.service is not running",),
+        "gateway-agent",
+    ),
+}
+
+
+def _registry() -> dict[str, Drift]:
+    balanced = instance("balanced")
+    table: list[tuple[str, str, str, tuple[Callable[[], Data], Callable[[Data], None]]]] = [
+        (
+            "optillm-exposed",
+            c.MINI,
+            "OPTILLM_HOST=0.0.0.0: the proxy listens on the LAN",
+            _proxy_env_drift("OPTILLM_HOST", "0.0.0.0", "0.0.0.0"),
+        ),
+        (
+            "optillm-upstream-elsewhere",
+            c.MINI,
+            "the proxy's upstream is the studio directly, bypassing LiteLLM",
+            (_upstream_apply, _upstream_revert),
+        ),
+        (
+            "optillm-local-mode",
+            c.MINI,
+            "OPTILLM_API_KEY in the proxy env: the gateway would run inference",
+            _proxy_env_drift("OPTILLM_API_KEY", "lab-drift-local-mode", "127.0.0.1"),
+        ),
+        (
+            "routing-loop",
+            c.MINI,
+            "router handle loop-back points at the OptiLLM proxy",
+            _router_drift("loop-back", "openai/loop-back", f"http://127.0.0.1:{c.OPTILLM_PROXY_PORT}/v1"),
+        ),
+        (
+            "phantom-handle",
+            c.MINI,
+            "router handle studio-ghost names a model nobody serves",
+            _router_drift(
+                "studio-ghost", "openai/labtiny/absent-model", f"http://{c.STUDIO_ADDR}:{instance('high').port}/v1"
+            ),
+        ),
+        (
+            "litellm-stopped",
+            c.MINI,
+            "litellm-orch stopped",
+            _stop_drift(c.MINI, c.LITELLM_UNIT, c.LITELLM_PORT, litellm_alive),
+        ),
+        ("unit-disabled", c.MINI, "optillm-proxy disabled (still running)", _unit_disabled()),
+        ("transformers-5", c.STUDIO, "transformers 5.x in the studio venv", _transformers5()),
+        (
+            "requirements-unpinned",
+            c.STUDIO,
+            "requirements.txt: transformers<5 -> transformers",
+            _requirements_unpinned(),
+        ),
+        ("hf-cache-moved", c.STUDIO, "high.env HF_HUB_CACHE -> ~/.cache/huggingface/hub", _hf_cache_moved()),
+        ("hf-token-missing", c.STUDIO, "HF_TOKEN removed from both instance env files", _hf_token_missing()),
+        (
+            "extra-listener",
+            c.MINI,
+            "undeclared listener on 0.0.0.0:8088",
+            _transient_listener(c.MINI, "gc-drift-extra", 8088),
+        ),
+        (
+            "reserved-port-taken",
+            c.STUDIO,
+            "a listener on the reserved port 0.0.0.0:4042",
+            _transient_listener(c.STUDIO, "gc-drift-reserved", c.LOCAL_RESERVED_PORT),
+        ),
+        (
+            "balanced-stopped",
+            c.STUDIO,
+            "optillm-local-balanced stopped",
+            _stop_drift(c.STUDIO, balanced.unit, balanced.port, local_ready(balanced)),
+        ),
+        ("studio-down", c.STUDIO, "the studio host is powered off", _studio_down()),
+        (
+            "high-loopback-only",
+            c.STUDIO,
+            "the high instance binds 127.0.0.1: unreachable from the Mini",
+            _high_loopback_only(),
+        ),
+        ("port-impostor", c.MINI, "the proxy moved to 4021; another process holds 127.0.0.1:4020", _port_impostor()),
+        (
+            "secret-canaries",
+            c.MINI,
+            "canary secrets in env files, a wrapped line, argv, URL userinfo, router api_key, a response body",
+            _secret_canaries(),
+        ),
+    ]
+    return {name: Drift(name, host, summary, fns[0], fns[1], EXPECTED.get(name)) for name, host, summary, fns in table}
+
+
+DRIFTS = _registry()
+
+
+def drift_names() -> list[str]:
+    return list(DRIFTS)
+
+
+def applied() -> list[str]:
+    return [str(d["name"]) for d in load_state().drifts]
+
+
+def _drift_apply_unlocked(name: str) -> bool:
+    """Apply one drift and wait until it is in effect; False if it was already applied."""
+    if name not in DRIFTS:
+        raise LabError(f"unknown drift {name!r}; known: {', '.join(DRIFTS)}")
+    st = load_state()
+    if any(d["name"] == name for d in st.drifts):
+        return False
+    log(f"drift {name}: {DRIFTS[name].summary}")
+    data = DRIFTS[name].apply()
+    st = load_state()  # studio-down rewrites the state while applying
+    st.drifts.append({"name": name, "data": data})
+    save_state(st)
+    return True
+
+
+def _drift_reset_unlocked() -> list[str]:
+    """Revert every applied drift, newest first, then wait until the lab is healthy."""
+    st = load_state()
+    if not st.drifts:
+        return []
+    done: list[str] = []
+    for entry in reversed(list(st.drifts)):
+        name = str(entry["name"])
+        log(f"reverting drift {name}")
+        DRIFTS[name].revert(dict(entry.get("data", {})))
+        st = load_state()
+        st.drifts = [d for d in st.drifts if d["name"] != name]
+        save_state(st)
+        done.append(name)
+    wait_healthy(list(c.HOSTS))
+    return done
+
+
+def config_diffs() -> list[str]:
+    """Config files of the running hosts that differ from golden (content, mode, owner)."""
+    from . import files as f
+    from .secrets import load_or_create_monitor_key, load_or_create_secrets
+
+    s, pub = load_or_create_secrets(), load_or_create_monitor_key()
+    diffs: list[str] = []
+    st = load_state()
+    for host in c.HOSTS:
+        r = st.hosts.get(host)
+        if r is None or r.powered_off:
+            diffs.append(f"{host}: not running")
+            continue
+        for spec in f.host_files(host, s, pub):
+            g, lv = golden_dir(host) / spec.path.lstrip("/"), live(host, spec.path)
+            try:
+                gs, ls = g.stat(), lv.stat()
+            except OSError as exc:
+                diffs.append(f"{host}:{spec.path}: {exc}")
+                continue
+            if g.read_bytes() != lv.read_bytes() or (gs.st_mode, gs.st_uid, gs.st_gid) != (
+                ls.st_mode,
+                ls.st_uid,
+                ls.st_gid,
+            ):
+                diffs.append(f"{host}:{spec.path}")
+    return diffs
+
+
+def drift_apply(name: str) -> bool:
+    """Apply one drift and wait until it is in effect; False if it was already applied.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    with lab_lock():
+        return _drift_apply_unlocked(name)
+
+
+def drift_reset() -> list[str]:
+    """Revert every applied drift, newest first, then wait until the lab is healthy.
+
+    Holds the lab lock, so concurrent callers (xdist workers) run one at a time.
+    """
+    with lab_lock():
+        return _drift_reset_unlocked()
