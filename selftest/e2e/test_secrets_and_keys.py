@@ -43,8 +43,8 @@ def test_planted_canaries_reach_no_report_no_terminal_no_audit_log(run_suites, l
     to them. The run also proves the planted places were read (a masked URL, the wrapped
     line named by number), so an empty output cannot pass.
     """
-    from conformance.lab import drift_apply, drift_reset
-    from conformance.lab.runtime import load_state
+    from lab import drift_apply, drift_reset
+    from lab.runtime import load_state
 
     drift_apply("secret-canaries")
     try:
