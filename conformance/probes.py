@@ -7,6 +7,7 @@ good news depends on the contract, and the check decides.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import httpx
 
 from conformance.redact import redact
 
-BODY_LIMIT = 2048
+BODY_LIMIT = 2048  # kept for evidence
+BODY_READ_LIMIT = 512 * 1024  # health answers and model lists are a few KB; more is not an answer
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,12 @@ class ProbeResult:
     error_kind: str | None = None  # refused | timeout | unreachable | http
     milliseconds: float = 0.0
     headers: dict[str, str] | None = None
+    truncated: bool = False  # the body was cut at the size or time bound
 
     def describe(self) -> str:
         if self.answered and self.status is not None:
-            return f"HTTP {self.status} in {self.milliseconds:.0f} ms: {redact(self.body[:200])}"
+            cut = f" ({self.error})" if self.truncated else ""
+            return f"HTTP {self.status} in {self.milliseconds:.0f} ms{cut}: {redact(self.body[:200])}"
         if self.answered:
             return f"connected in {self.milliseconds:.0f} ms"
         return f"{self.error_kind}: {self.error}"
@@ -64,12 +68,33 @@ def tcp_connect(address: str, port: int, timeout: float) -> ProbeResult:
 
 
 def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) -> ProbeResult:
+    """One GET, bounded in every dimension: connect, each read, the whole call, the body size.
+
+    httpx's timeouts bound each read only, so a server trickling a byte a second would hold
+    the probe for ever; the body is therefore streamed and the probe stops at the overall
+    deadline (``timeout``) or at ``BODY_READ_LIMIT`` bytes, whichever comes first.
+    """
     started = time.monotonic()
+    deadline = started + timeout
     try:
-        with httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False, follow_redirects=False
-        ) as client:
-            response = client.get(url, headers=headers or {})
+        with (
+            httpx.Client(
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False, follow_redirects=False
+            ) as client,
+            client.stream("GET", url, headers=headers or {}) as response,
+        ):
+            chunks: list[bytes] = []
+            size = 0
+            cut_short: str | None = None
+            for chunk in response.iter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > BODY_READ_LIMIT:
+                    cut_short = f"body larger than {BODY_READ_LIMIT // 1024} KiB: stopped reading"
+                    break
+                if time.monotonic() > deadline:
+                    cut_short = f"body not complete after {timeout:g} s: stopped reading"
+                    break
     except httpx.HTTPError as exc:
         cause = exc.__cause__ or exc.__context__ or exc
         return ProbeResult(
@@ -80,18 +105,25 @@ def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) ->
             milliseconds=(time.monotonic() - started) * 1000,
         )
     elapsed = (time.monotonic() - started) * 1000
-    body = response.text[:BODY_LIMIT]
-    try:
-        parsed: object = response.json()
-    except ValueError:
-        parsed = None
+    raw = b"".join(chunks)[:BODY_READ_LIMIT]
+    body = raw.decode(response.encoding or "utf-8", "replace")
+    parsed: object = None
+    if cut_short is None:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+    # A response did come back (an exposed port stays exposed however big its answer is);
+    # ``truncated`` says the body is not the whole answer.
     return ProbeResult(
         url,
         True,
         response.status_code,
-        body,
+        body[:BODY_LIMIT],
         parsed,
+        error=cut_short,
         milliseconds=elapsed,
+        truncated=cut_short is not None,
         headers={
             key.lower(): value
             for key, value in response.headers.items()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from conformance.redact import redact
+from conformance.redact import redact, redact_data
 
 
 class Outcome(StrEnum):
@@ -59,6 +59,15 @@ class Result:
     blocked_by: str | None = None
     latency_ms: float | None = None
 
+    def __post_init__(self) -> None:
+        # Evidence is built from redacted fields: a Result never holds a secret, whatever
+        # its author passed in (a Secret renders as ***, known values and shapes are masked).
+        object.__setattr__(self, "summary", redact(str(self.summary)))
+        object.__setattr__(self, "details", tuple(redact(str(line)) for line in self.details))
+        object.__setattr__(self, "evidence", {str(k): redact(str(v)) for k, v in self.evidence.items()})
+        if self.blocked_by is not None:
+            object.__setattr__(self, "blocked_by", redact(self.blocked_by))
+
     def about(self, subject: Subject) -> Result:
         return replace(self, subject=subject)
 
@@ -77,7 +86,9 @@ class Result:
         data: dict[str, Any] = asdict(self)
         data["outcome"] = self.outcome.value
         data["fingerprint"] = self.subject.fingerprint if self.subject else None
-        return redact(json.dumps(data, sort_keys=True))
+        # Redacted as data, then serialized: redacting the JSON text would miss values that
+        # json.dumps escaped (quotes, backslashes, tabs, non-ASCII).
+        return json.dumps(redact_data(data), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Result:

@@ -22,7 +22,7 @@ from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest, ProbeResult, http_get, tcp_connect
-from conformance.redact import redact, register_secret_env
+from conformance.redact import Secret, redact, register_secret_env
 from conformance.transport.audit import AuditLog
 from conformance.transport.connection import ConnectionPool
 
@@ -175,22 +175,25 @@ class Runtime:
         headers: dict[str, str] | None = None
         if request.secret is not None:
             key = self.secret(request.secret)
-            headers = {"Authorization": f"Bearer {key}"} if key else None
+            headers = {"Authorization": f"Bearer {key.reveal()}"} if key else None
         timeout = request.timeout or self.options.lan_timeout
         if request.path is None:
             return self.probe(request.key, request.address, lambda: tcp_connect(request.address, request.port, timeout))
         return self.probe(request.key, request.address, lambda: http_get(request.url, timeout, headers))
 
-    def secret(self, name: str) -> str | None:
+    def secret(self, name: str) -> Secret | None:
+        """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it)."""
         record = self.inventory.secret_env(name)
         if record is None:
             return None
         if record.file:
             try:
-                return Path(record.file).read_text(encoding="utf-8").strip() or None
+                value = Path(record.file).read_text(encoding="utf-8").strip()
             except OSError:
                 return None
-        return os.environ.get(record.env) or None
+        else:
+            value = os.environ.get(record.env, "")
+        return Secret(value) if value else None
 
     def close(self) -> None:
         self.pool.close_all()

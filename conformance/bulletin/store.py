@@ -9,7 +9,9 @@ under a file lock, re-reading the state inside the lock, so two runs at once los
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -23,6 +25,11 @@ from conformance.redact import redact
 from conformance.results import Outcome, Result
 
 LOCK_TIMEOUT_SECONDS = 30.0
+TORN_SUFFIX = ".torn"
+
+
+class BulletinError(OSError):
+    """The bulletin could not be read or written; the run must not pass silently."""
 
 
 @dataclass
@@ -33,10 +40,19 @@ class OpenProblem:
 
 
 def read_entries(path: Path) -> list[dict[str, Any]]:
+    """Every entry of the bulletin.
+
+    A last line without its newline is a record whose append was cut short (a full disk, a
+    crash): it is not an entry, and it is skipped here; the next run moves it aside
+    (``repair_torn_tail``). A broken line *before* the last one is real damage and an error.
+    """
     if not path.exists():
         return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    lines.pop()  # the text after the last newline: "" when the file ends cleanly, else torn
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -129,7 +145,8 @@ def update_bulletin(
             roots[blocker] = replace(sample, blocked_by=None)
     update = BulletinUpdate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
+    with _lock_for(path):
+        repair_torn_tail(path)
         state = open_problems(read_entries(path))
         new_entries: list[dict[str, Any]] = []
         for fingerprint, result in sorted(roots.items()):
@@ -164,10 +181,84 @@ def update_bulletin(
                 new_entries.append(entry)
                 update.resolved.append(fingerprint)
         if new_entries:
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write("".join(json.dumps(entry, sort_keys=True) + "\n" for entry in new_entries))
+            append_records(path, [json.dumps(entry, sort_keys=True) for entry in new_entries])
         update.still_open = len(open_problems(read_entries(path)))
     return update
+
+
+def _lock_for(path: Path) -> FileLock:
+    return FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS)
+
+
+# The one call that puts bytes in the bulletin; a seam so tests can inject ENOSPC/EIO.
+_write = os.write
+
+
+def append_records(path: Path, records: list[str]) -> None:
+    """Append whole lines, all or nothing, durably. Call with the bulletin lock held.
+
+    The records go out as one buffer in one ``write`` (looping only on a short write), then
+    ``fsync``. If any write fails the file is cut back to its length before the append, so a
+    failed run leaves no partial record; if even that fails, the next run's
+    ``repair_torn_tail`` moves the fragment aside.
+    """
+    data = "".join(record + "\n" for record in records).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size_before = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(data):
+                count = _write(fd, data[written:])
+                if count <= 0:
+                    raise OSError(errno.EIO, "write made no progress")
+                written += count
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size_before)
+                os.fsync(fd)
+            except OSError:
+                pass  # the next run repairs the torn tail
+            raise BulletinError(exc.errno or errno.EIO, f"cannot append to {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def repair_torn_tail(path: Path) -> str | None:
+    """Detect a last line cut short by a failed append and move it to ``<path>.torn``.
+
+    Returns the fragment's description, or None when the file ends with a complete line. A
+    complete JSON record that only lost its newline is kept (the newline is added). The
+    fragment is appended to the sidecar, never deleted: it is evidence of what happened.
+    Call with the bulletin lock held.
+    """
+    if not path.exists():
+        return None
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if not data or data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        try:
+            json.loads(tail)
+        except ValueError:
+            pass
+        else:
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            return None
+        torn = Path(str(path) + TORN_SUFFIX)
+        with torn.open("ab") as sidecar:
+            sidecar.write(tail + b"\n")
+            sidecar.flush()
+            os.fsync(sidecar.fileno())
+        handle.truncate(cut)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return f"{len(tail)} bytes of a torn record moved to {torn}"
 
 
 def _hours_since(stamp: str) -> float:

@@ -9,6 +9,7 @@ from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.errors import ParseError
 from conformance.facts.model import FileFact
 from conformance.facts.parsers import parse_env_file
+from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.paths import file_key
 from conformance.results import Result, broken, passed, violated
 
@@ -44,8 +45,8 @@ def judge_file(declared: str, file_format: str, fact: FileFact | None) -> Result
         # A secret file's offending line may hold a key: name the line, never show it.
         return violated(f"{fact.path} does not parse as {file_format}", exc.safe_text() if fact.secret else str(exc))
     except yaml.YAMLError as exc:
-        detail = "invalid YAML (details withheld: the file holds secrets)" if fact.secret else str(exc)
-        return violated(f"{fact.path} does not parse as {file_format}", detail)
+        # Position and reason only: PyYAML's message quotes the line, which may hold an api_key.
+        return violated(f"{fact.path} does not parse as {file_format}", describe_yaml_error(fact.path, exc))
     shown = "(secret: content not shown)" if fact.secret else f"{len(fact.content.splitlines())} lines"
     return passed(f"{fact.path} exists and parses as {file_format}", **{"file": shown})
 

@@ -26,6 +26,8 @@ def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         )
         return _with_latency(result, probe)
     problems = []
+    if probe.truncated:
+        problems.append(f"the answer is not a health answer: {probe.error}")
     if probe.status not in check.expect_status:
         problems.append(f"status {probe.status}, expected {' or '.join(map(str, check.expect_status))}")
     body = probe.json

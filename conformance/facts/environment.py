@@ -24,7 +24,7 @@ from conformance.facts.optillm_config import (
 from conformance.facts.parsers import ParseError, parse_env_file
 from conformance.inventory.model import Port, Service
 from conformance.paths import file_key, unit_of
-from conformance.redact import register_env_values
+from conformance.redact import register_env_values, strip_userinfo
 
 # OptiLLM 0.3.x flags and the variables they fall back to (llm-services.md 2.3).
 OPTILLM_FLAGS: dict[str, tuple[str, str]] = {
@@ -54,7 +54,8 @@ def service_environment(facts: HostFacts, service: Service, port: Port | None = 
         try:
             values = parse_env_file(fact.content, path)
         except ParseError as exc:
-            raise FactUnavailable(f"EnvironmentFile {path} does not parse: {exc}") from None
+            where = f", line {exc.line_no}" if exc.line_no else ""
+            raise FactUnavailable(f"EnvironmentFile {path}{where} does not parse: {exc.reason}") from None
         register_env_values(values)
         env.update(values)
     return env
@@ -71,7 +72,13 @@ def instance_environment(facts: HostFacts, service: Service, port: Port) -> dict
         if fact is not None and fact.content is not None and not referenced:
             # launchd has no EnvironmentFile; an instance env file is then read by the
             # wrapper the plist runs, after the plist's own variables.
-            values = parse_env_file(fact.content, fact.path or port.env_file)
+            try:
+                values = parse_env_file(fact.content, fact.path or port.env_file)
+            except ParseError as exc:
+                # By line number only: the line of an env file may hold a key (ParseError
+                # from parse_env_file never carries the text, and this says so explicitly).
+                where = f", line {exc.line_no}" if exc.line_no else ""
+                raise FactUnavailable(f"env file {exc.source}{where} does not parse: {exc.reason}") from None
             register_env_values(values)
             env.update(values)
     return env
@@ -196,5 +203,9 @@ def apply_proxy_plugin(settings: OptiLLMSettings, plugin: ProxyPluginConfig) -> 
     settings.proxy_config_error = plugin.problem
     for provider in plugin.providers:
         settings.providers.append(
-            {"name": provider.name, "base_url": provider.base_url, "fallback_only": provider.fallback_only}
+            {
+                "name": provider.name,
+                "base_url": strip_userinfo(provider.base_url) if provider.base_url else provider.base_url,
+                "fallback_only": provider.fallback_only,
+            }
         )

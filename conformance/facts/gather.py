@@ -143,7 +143,8 @@ def _unit_commands(host: Host, plan: HostPlan) -> list[list[str]]:
         argv = ["systemctl", "show"]
         for prop in SYSTEMD_PROPERTIES:
             argv += ["-p", prop]
-        return [argv + [name for name, _ in plan.units]]
+        # "--": a unit name is never read as an option, whatever the inventory says.
+        return [[*argv, "--", *(name for name, _ in plan.units)]]
     return [["launchctl", "print", f"{domain or 'system'}/{name}"] for name, domain in plan.units]
 
 

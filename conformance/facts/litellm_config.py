@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from conformance.facts.model import FactUnavailable
+from conformance.facts.parsers.errors import describe_yaml_error
 
 ENV_PREFIX = "os.environ/"
 
@@ -367,7 +368,7 @@ def resolve_includes(root: Mapping[str, Any], root_path: str, read: Reader) -> t
         try:
             included = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise FactUnavailable(f"included {location} is not valid YAML: {exc}") from None
+            raise FactUnavailable(f"included file is not valid YAML: {describe_yaml_error(location, exc)}") from None
         if not isinstance(included, dict):
             raise FactUnavailable(f"included {location} is not a YAML mapping: LiteLLM would refuse to start")
         loaded.append(location)
@@ -468,7 +469,13 @@ def tabulate(config: Mapping[str, Any], env: Mapping[str, str], files: list[str]
         unset |= deployment_unset
         params = entry.get("litellm_params") if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or not entry.get("model_name") or not isinstance(params, dict):
-            result.notes.append(f"ignored model_list entry without model_name/litellm_params: {raw_entry!r}"[:200])
+            # Named by its keys only: an entry's values include api_key.
+            keys = (
+                ", ".join(sorted(str(key) for key in raw_entry))
+                if isinstance(raw_entry, dict)
+                else type(raw_entry).__name__
+            )
+            result.notes.append(f"ignored model_list entry without model_name/litellm_params (keys: {keys})"[:200])
             continue
         model = params.get("model")
         if not isinstance(model, str) or not model:

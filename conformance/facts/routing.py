@@ -24,7 +24,9 @@ from conformance.facts.environment import optillm_settings
 from conformance.facts.litellm_config import Deployment, LiteLLMConfig, Reader, resolve_includes, tabulate
 from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.optillm_config import ProxyPluginConfig, request_model
+from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.inventory.model import Host, Inventory, Port, Service
+from conformance.redact import register_structure, strip_userinfo
 
 
 @dataclass
@@ -121,7 +123,9 @@ def _locate(inventory: Inventory, gateway_host: str, url: str) -> tuple[Port | N
             not on_gateway and host_identity(inventory.host(port.host)).named_by(hostname)
         ):
             return port, f"{port.host}:{port.port}", on_gateway
-    return None, parts.netloc or url, on_gateway
+    # The host and port only: a netloc keeps "user:password@".
+    where = f"{hostname}:{parts.port}" if hostname and parts.port else hostname
+    return None, where or strip_userinfo(url), on_gateway
 
 
 def build_model_graph(
@@ -144,6 +148,7 @@ def build_model_graph(
     Raises FactUnavailable when LiteLLM itself could not load the config.
     """
     merged, files = resolve_includes(router, router_path, read or (lambda _path: None))
+    register_structure(merged)  # api_key, master_key and URL passwords of the config and its includes
     config = tabulate(merged, env, files)
     graph = ModelGraph()
     graph.notes.extend(config.notes)
@@ -295,7 +300,7 @@ def graph_from_router_text(
     try:
         router = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise FactUnavailable(f"{path} is not valid YAML: {exc}") from None
+        raise FactUnavailable(f"not valid YAML: {describe_yaml_error(path, exc)}") from None
     if not isinstance(router, dict):
         raise FactUnavailable(f"{path} is empty or not a mapping: LiteLLM refuses to start")
     by_path = {fact.path: fact for fact in facts.files.values() if fact.path}

@@ -10,6 +10,7 @@ import difflib
 import ipaddress
 import os
 import re
+import reprlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,15 @@ def _field_text(path: Iterable[str | int]) -> str:
     for step in path:
         text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
     return text
+
+
+def _bounded_repr(value: object, limit: int = 200) -> str:
+    """repr of an inventory value, cut short: a value may be huge (or an alias bomb)."""
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxdict, shortener.maxlist = 2, 6, 6
+    shortener.maxstring = shortener.maxother = limit
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _display(path: Path) -> str:
@@ -146,7 +156,7 @@ def _pydantic_issues(error: ValidationError, document: Any) -> list[InventoryIss
         elif entry["type"] == "missing":
             message = "required field is missing"
         elif "input" in entry and entry["type"] not in {"model_type"}:
-            message = f"{message} (got {entry['input']!r})"
+            message = f"{message} (got {_bounded_repr(entry['input'])})"
         issues.append(InventoryIssue(mark_for_path(document, path), _field_text(path), message))
     return issues
 

@@ -12,7 +12,9 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from conformance.inventory import grammar
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", min_length=1, max_length=64)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
@@ -46,6 +48,10 @@ def _check_bind(value: str) -> str:
 
 BindAddress = Annotated[str, AfterValidator(_check_bind)]
 HostAddress = Annotated[str, AfterValidator(_check_address)]
+# Values that reach a command line on a host (see conformance.inventory.grammar).
+AbsolutePath = Annotated[str, AfterValidator(grammar.absolute_path)]
+ConfigPath = Annotated[str, AfterValidator(grammar.config_path)]
+AccountName = Annotated[str, AfterValidator(grammar.account_name)]
 
 
 class Layer(Record):
@@ -106,8 +112,20 @@ class Host(Record):
 class Unit(Record):
     manager: Literal["systemd", "launchd"]
     name: str = Field(description="systemd unit name or launchd label.")
-    path: str = Field(description="Unit file or plist path.")
+    path: AbsolutePath = Field(description="Unit file or plist path.")
     domain: str | None = Field(default=None, description="launchd domain, e.g. gui/501.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_follows_its_manager(cls, name: str, info: ValidationInfo) -> str:
+        if info.data.get("manager") == "launchd":
+            return grammar.launchd_label(name)
+        return grammar.systemd_unit_name(name)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain_is_launchd_domain(cls, domain: str | None) -> str | None:
+        return None if domain is None else grammar.launchd_domain(domain)
 
 
 FileRole = Literal[
@@ -121,7 +139,7 @@ FileRole = Literal[
 
 
 class ConfigFile(Record):
-    path: str = Field(description="Absolute, '~/...' (the service user's home) or relative to repo_root.")
+    path: ConfigPath = Field(description="Absolute, '~/...' (the service user's home) or relative to repo_root.")
     role: FileRole
     format: Literal["yaml", "env", "requirements", "text"]
     secret: bool = Field(default=False, description="Holds secrets: values are never shown.")
@@ -143,12 +161,12 @@ class Service(Record):
     state: Literal["enabled", "disabled", "planned"] = "enabled"
     state_reason: str = ""
     owner: Name | None = None
-    user: str | None = Field(default=None, description="Account the service runs as.")
-    repo_root: str | None = Field(default=None, description="Base of repo-relative paths.")
-    venv: str | None = None
+    user: AccountName | None = Field(default=None, description="Account the service runs as.")
+    repo_root: AbsolutePath | None = Field(default=None, description="Base of repo-relative paths.")
+    venv: ConfigPath | None = None
     unit: Unit | None = None
     files: tuple[ConfigFile, ...] = ()
-    hf_cache: str | None = Field(default=None, description="Required HF hub cache directory.")
+    hf_cache: ConfigPath | None = Field(default=None, description="Required HF hub cache directory.")
     package_pins: dict[str, str] = Field(
         default_factory=dict, description="Distribution -> version specifier, e.g. <5."
     )
@@ -172,7 +190,7 @@ class Port(Record):
     state: Literal["active", "reserved"] = "active"
     model: str | None = Field(default=None, description="Model served on this port.")
     unit: Unit | None = Field(default=None, description="Per-instance unit, if any.")
-    env_file: str | None = Field(default=None, description="Per-instance env file.")
+    env_file: ConfigPath | None = Field(default=None, description="Per-instance env file.")
 
 
 class HealthCheck(Record):

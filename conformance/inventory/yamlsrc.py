@@ -57,13 +57,52 @@ class YamlSourceError(ValueError):
         self.message = message
 
 
+# An inventory is a few hundred lines; these bounds are orders of magnitude above any real
+# one and far below what would make a load slow (a 20 MB inventory took 20 s to validate).
+MAX_INVENTORY_BYTES = 1024 * 1024
+# Nodes after expanding every alias: "billion laughs" is 9 aliases of 9 aliases ... and
+# small on disk, but every consumer that walks it (validation, merge, repr) sees 10^9 nodes.
+MAX_EXPANDED_NODES = 200_000
+
+
+def _expanded_size(root: yaml.Node, file: str) -> None:
+    """Refuse a document whose alias-expanded node count exceeds MAX_EXPANDED_NODES."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if depth > 100:
+            raise YamlSourceError(_mark(file, node), "nesting deeper than 100 levels")
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(key, depth + 1) + size(value, depth + 1) for key, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        if total > MAX_EXPANDED_NODES:
+            raise YamlSourceError(
+                _mark(file, node),
+                f"expands to more than {MAX_EXPANDED_NODES} values through aliases (an alias bomb?); refused",
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
 def _mark(file: str, node: yaml.Node) -> Mark:
     return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _make_loader(file: str) -> type[yaml.SafeLoader]:
     class LocatingLoader(yaml.SafeLoader):
-        pass
+        def get_single_data(self) -> Any:
+            node = self.get_single_node()
+            if node is None:
+                return None
+            _expanded_size(node, file)  # before constructing or walking anything
+            return self.construct_document(node)
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LocatedDict:
         loader.flatten_mapping(node)
@@ -99,6 +138,13 @@ def load_located_yaml(path: Path, display_name: str | None = None) -> Any:
     """Parse one YAML file into located containers; raise YamlSourceError on bad syntax."""
     name = display_name or str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_INVENTORY_BYTES:
+            raise YamlSourceError(
+                None,
+                f"{name}: {size / 1048576:.1f} MiB is larger than the "
+                f"{MAX_INVENTORY_BYTES >> 20} MiB an inventory may be",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise YamlSourceError(None, f"{name}: file not found") from None

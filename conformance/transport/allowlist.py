@@ -8,22 +8,46 @@ the harness's own registered scripts (exact text), which read metadata and never
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Callable, Sequence
 
 from conformance.errors import CommandRefused
+from conformance.inventory import grammar
 from conformance.transport import scripts
 
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
-_SAFE_WORD = re.compile(r"^[A-Za-z0-9._@:+=/-]+$")
-_UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target)$")
-_SYSTEMCTL_PROPERTY = re.compile(r"^[A-Za-z]+$")
-_LAUNCHD_TARGET = re.compile(r"^(system|gui/\d+|user/\d+)/[A-Za-z0-9._-]+$")
+# Every pattern is applied with fullmatch: "$" would also accept a trailing newline.
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*")
+_SAFE_WORD = re.compile(r"[A-Za-z0-9._@:+=/-]+")
+_SYSTEMCTL_PROPERTY = re.compile(r"[A-Za-z]+")
+_LAUNCHD_TARGET = re.compile(r"(system|gui/[0-9]+|user/[0-9]+)/[A-Za-z0-9][A-Za-z0-9._-]*")
+_ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]*")
+
+# Programs may be named bare (found on the host's PATH) or by one of these full paths; a
+# path is never reduced to its basename (/tmp/x/python3 is not python3).
+PROGRAM_PATHS: dict[str, str] = {
+    "/usr/bin/python3": "python3",
+    "/usr/local/bin/python3": "python3",
+    "/opt/homebrew/bin/python3": "python3",
+    "/usr/bin/ss": "ss",
+    "/usr/bin/cat": "cat",
+    "/bin/cat": "cat",
+    "/usr/bin/systemctl": "systemctl",
+    "/bin/launchctl": "launchctl",
+    "/usr/sbin/lsof": "lsof",
+    "/usr/bin/plutil": "plutil",
+}
 
 
 def _is_path(arg: str) -> bool:
-    return bool(_SAFE_PATH.match(arg)) and ".." not in arg.split("/")
+    return bool(_SAFE_PATH.fullmatch(arg)) and ".." not in arg.split("/")
+
+
+def _is_unit(name: str) -> bool:
+    try:
+        grammar.systemd_unit_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _exact(*options: tuple[str, ...]) -> Callable[[Sequence[str]], bool]:
@@ -38,7 +62,7 @@ def _stat(args: Sequence[str]) -> bool:
     return (
         len(args) >= 3
         and args[0] == "-c"
-        and _SAFE_WORD.match(args[1].replace("%", "")) is not None
+        and _SAFE_WORD.fullmatch(args[1].replace("%", "")) is not None
         and all(_is_path(arg) for arg in args[2:])
     )
 
@@ -48,14 +72,17 @@ def _systemctl(args: Sequence[str]) -> bool:
         return False
     rest = list(args[1:])
     while rest and rest[0] == "-p":
-        if len(rest) < 2 or not _SYSTEMCTL_PROPERTY.match(rest[1]):
+        if len(rest) < 2 or not _SYSTEMCTL_PROPERTY.fullmatch(rest[1]):
             return False
         rest = rest[2:]
-    return bool(rest) and all(_UNIT_NAME.match(unit) for unit in rest)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    # systemd's own unit-name grammar (which also refuses a leading "-").
+    return bool(rest) and all(_is_unit(unit) for unit in rest)
 
 
 def _launchctl(args: Sequence[str]) -> bool:
-    return len(args) == 2 and args[0] == "print" and bool(_LAUNCHD_TARGET.match(args[1]))
+    return len(args) == 2 and args[0] == "print" and bool(_LAUNCHD_TARGET.fullmatch(args[1]))
 
 
 def _plutil(args: Sequence[str]) -> bool:
@@ -64,7 +91,7 @@ def _plutil(args: Sequence[str]) -> bool:
 
 
 def _getent(args: Sequence[str]) -> bool:
-    return len(args) >= 2 and args[0] == "passwd" and all(re.match(r"^[a-z_][a-z0-9_.-]*$", user) for user in args[1:])
+    return len(args) >= 2 and args[0] == "passwd" and all(_ACCOUNT.fullmatch(user) for user in args[1:])
 
 
 def _python(args: Sequence[str]) -> bool:
@@ -107,15 +134,14 @@ def check_command(argv: Sequence[str]) -> None:
             raise CommandRefused(f"sudo must be 'sudo -n <allowed command>': {argv!r}")
         args = args[2:]
     program = args[0]
-    name = posixpath.basename(program)
-    if "/" in program and not _is_path(program):
-        raise CommandRefused(f"unsafe program path {program!r}")
-    if "/" in program and name.startswith("python"):
-        name = "python3"
+    if "/" in program:
+        name = PROGRAM_PATHS.get(program)
+        if name is None:
+            raise CommandRefused(f"program {program[:200]!r} is not on the allow-list by this full path")
+    else:
+        name = program
     rule = RULES.get(name)
     if rule is None:
-        raise CommandRefused(f"{name!r} is not on the read-only allow-list")
-    if "/" in program and name not in {"python3", "python"}:
-        raise CommandRefused(f"only interpreters may be given by path, not {program!r}")
+        raise CommandRefused(f"{name[:200]!r} is not on the read-only allow-list")
     if not rule(args[1:]):
-        raise CommandRefused(f"arguments not allowed for {name}: {args[1:]!r}")
+        raise CommandRefused(f"arguments not allowed for {name}: {args[1:]!r}"[:2000])

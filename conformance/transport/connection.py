@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
-import testinfra
 from paramiko.hostkeys import InvalidHostKey
 from paramiko.pkey import UnknownKeyType
 from testinfra.backend.paramiko import ParamikoBackend
 
-from conformance.errors import CommandTimeout, HostUnavailable, KeyMaterialError
+from conformance.errors import CommandRefused, CommandTimeout, HostUnavailable, KeyMaterialError
 from conformance.inventory.model import Host
 from conformance.transport.allowlist import check_command
 from conformance.transport.audit import AuditLog
@@ -156,6 +155,14 @@ class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
                 raise CommandTimeout(f"command did not finish within {self.command_timeout:g} s")
             select.select([channel], [], [], 0.05)
         return channel.recv_exit_status(), bytes(stdout), bytes(stderr)
+
+    def run(self, command: str, *args: str, **kwargs: object) -> object:
+        """testinfra's own entry point, closed: it would bypass the allow-list and the audit log.
+
+        Every command reaches the host through ``HostConnection.run_batch``, which checks it
+        against the allow-list and records it; nothing hands out a testinfra ``Host``.
+        """
+        raise CommandRefused("commands run only through the allow-listed, audited HostConnection")
 
     def close(self) -> None:
         client = self.__dict__.pop("_client", None)
@@ -305,13 +312,6 @@ class HostConnection:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
-
-    def testinfra_host(self) -> testinfra.host.Host:
-        """The testinfra Host over this same connection (for ad-hoc use and baselines)."""
-        backend = self._ensure_backend()
-        if backend is None:
-            return testinfra.get_host("local://")
-        return testinfra.host.Host(backend)
 
 
 def _split_sections(text: str, nonce: str) -> dict[int, str]:

@@ -11,8 +11,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
-_HOSTPORT = re.compile(r"^[A-Za-z0-9.:_-]+$")
+# Applied with fullmatch ("$" would accept a trailing newline).
+_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*")
+_HOSTPORT = re.compile(r"[A-Za-z0-9.:_\[\]-]+:[0-9]{1,5}")
+_URL = re.compile(r"http://[A-Za-z0-9.:_\[\]-]+(/[A-Za-z0-9._~/%-]*)?")
+_SECONDS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3})?")
+_ACCOUNT = re.compile(r"[a-z_][a-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ for venv in sys.argv[1:]:
         if name: found[name]=d.version
     out[venv]={'site_packages':paths,'packages':found}
 print(json.dumps(out))""",
-    lambda args: bool(args) and all(_PATH.match(arg) for arg in args),
+    lambda args: bool(args) and all(_PATH.fullmatch(arg) for arg in args),
 )
 
 # Lists the models present in each HF hub cache: {cache: {"exists": bool, "models": {...}}}.
@@ -74,22 +78,29 @@ for cache in sys.argv[1:]:
             entry['models'][model]=complete
     out[cache]=entry
 print(json.dumps(out))""",
-    lambda args: bool(args) and all(_PATH.match(arg) for arg in args),
+    lambda args: bool(args) and all(_PATH.fullmatch(arg) for arg in args),
 )
 
-# One GET per URL or one TCP connect per host:port, from inside the host, with a timeout.
+# One GET per URL or one TCP connect per host:port, from inside the host.
 # Prints {target: {"ok": bool, "status": int|None, "body": str, "error": str|None, "ms": float}}.
+# Bounded like the LAN probes: redirects are reported, never followed (a 3xx is the answer);
+# at most 2 KiB of a body is read; every probe runs in a daemon thread and the snippet
+# prints what it has at one overall deadline (timeout + 1 s) and exits, so one slow
+# endpoint is reported as such instead of holding the whole batch until the command timeout.
 IN_HOST_PROBE = Script(
     "in-host-probe",
     """import json,socket,sys,threading,time,urllib.request,urllib.error
-timeout=float(sys.argv[1]); out={}
+timeout=float(sys.argv[1]); out={}; lock=threading.Lock()
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self,*args,**kwargs): return None
+opener=urllib.request.build_opener(NoRedirect)
 def probe(target):
     t0=time.monotonic(); r={'ok':False,'status':None,'body':'','error':None}
     try:
         if target.startswith('http://'):
             req=urllib.request.Request(target,method='GET')
             try:
-                with urllib.request.urlopen(req,timeout=timeout) as resp:
+                with opener.open(req,timeout=timeout) as resp:
                     r['status']=resp.status; r['body']=resp.read(2048).decode('utf-8','replace')
             except urllib.error.HTTPError as exc:
                 r['status']=exc.code; r['body']=exc.read(2048).decode('utf-8','replace')
@@ -101,18 +112,21 @@ def probe(target):
     except Exception as exc:
         r['error']=type(exc).__name__+': '+str(exc)
     r['ms']=round((time.monotonic()-t0)*1000,1)
-    out[target]=r
-threads=[threading.Thread(target=probe,args=(t,)) for t in sys.argv[2:]]
+    with lock: out[target]=r
+deadline=time.monotonic()+timeout+1
+threads=[threading.Thread(target=probe,args=(t,),daemon=True) for t in sys.argv[2:]]
 for t in threads: t.start()
-for t in threads: t.join(timeout+2)
-print(json.dumps(out))""",
+for t in threads: t.join(max(0.0,deadline-time.monotonic()))
+late={'ok':False,'status':None,'body':'','ms':round((timeout+1)*1000,1)}
+late['error']='deadline: no complete answer within %gs'%(timeout+1)
+with lock:
+    for t in sys.argv[2:]: out.setdefault(t,dict(late))
+    sys.stdout.write(json.dumps(out)+chr(10)); sys.stdout.flush()
+""",
     lambda args: (
         len(args) >= 2
-        and re.match(r"^\d+(\.\d+)?$", args[0]) is not None
-        and all(
-            (arg.startswith("http://") and " " not in arg and len(arg) < 300) or _HOSTPORT.match(arg)
-            for arg in args[1:]
-        )
+        and _SECONDS.fullmatch(args[0]) is not None
+        and all(len(arg) < 300 and (_URL.fullmatch(arg) or _HOSTPORT.fullmatch(arg)) for arg in args[1:])
     ),
 )
 
@@ -128,7 +142,7 @@ for user in sys.argv[1:]:
 # Names of every account by uid, so a process is named by its real owner in evidence.
 out['']={str(e.pw_uid):e.pw_name for e in pwd.getpwall()}
 print(json.dumps(out))""",
-    lambda args: bool(args) and all(re.match(r"^[a-z_][a-z0-9_.-]*$", arg) for arg in args),
+    lambda args: bool(args) and all(_ACCOUNT.fullmatch(arg) for arg in args),
 )
 
 ALL_SCRIPTS = (PACKAGE_VERSIONS, HF_CACHE_LISTING, IN_HOST_PROBE, USER_HOMES)

@@ -186,3 +186,26 @@ def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
     entries = [json.loads(line) for line in lines]  # every line whole
     fingerprints = [entry["fingerprint"] for entry in entries if entry["event"] == "opened"]
     assert sorted(fingerprints) == ["gateway/host-identity/mini/-", "gateway/host-identity/studio/-"], entries
+
+
+def test_a_run_that_cannot_write_its_bulletin_does_not_exit_zero(harness_project, tmp_path):
+    """Every check skipped (exit 0 on its own), but the bulletin's directory is a file."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = harness_project.runpytest(
+        "-q", "--conformance-service", "optillm-local", "-k", "bound", f"--bulletin={blocker / 'bulletin.jsonl'}"
+    )
+    result.assert_outcomes(skipped=2)
+    assert "bulletin NOT written" in result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+
+
+def test_yaml_alias_bomb_inventory_is_a_usage_error(harness_project):
+    from selftest.unit.test_inventory import BILLION_LAUGHS
+
+    bomb = harness_project.path / "inventory" / "bomb.yaml"
+    text = (harness_project.path / "inventory" / "gateway.yaml").read_text()
+    bomb.write_text(text + "\nnotes_bomb:\n" + "".join(f"  {line}\n" for line in BILLION_LAUGHS.splitlines()))
+    result = harness_project.runpytest("--inventory", str(bomb))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "alias bomb" in result.stderr.str() and len(result.stderr.str()) < 5000

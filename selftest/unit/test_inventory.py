@@ -159,6 +159,43 @@ BROKEN = {
         "services[0].unit.manager",
         "uses systemd, not launchd",
     ),
+    # Values that reach a command line on a host follow the real program's grammar.
+    "unit-name-is-an-option": (
+        "      name: litellm-orch.service",
+        "      name: -Hroot@elsewhere.service",
+        "services[0].unit.name",
+        "would be read as an option",
+    ),
+    "unit-name-not-systemd": (
+        "      name: litellm-orch.service",
+        "      name: litellm orch.service",
+        "services[0].unit.name",
+        "not a valid systemd unit name",
+    ),
+    "unit-name-unknown-type": (
+        "      name: litellm-orch.service",
+        "      name: litellm-orch.servic",
+        "services[0].unit.name",
+        "unknown unit type",
+    ),
+    "unit-path-relative": (
+        "      path: /etc/systemd/system/litellm-orch.service",
+        "      path: etc/systemd/system/litellm-orch.service",
+        "services[0].unit.path",
+        "must be absolute",
+    ),
+    "file-path-control-character": (
+        "      - path: /etc/optillm-proxy/env",
+        '      - path: "/etc/optillm-proxy/env\\x1b"',
+        "services[1].files[0].path",
+        "control character",
+    ),
+    "file-path-option": (
+        "      - path: /etc/optillm-proxy/env",
+        "      - path: --help",
+        "services[1].files[0].path",
+        "would be read as an option",
+    ),
     "invalid-yaml": ("layer:\n  name: gateway", "layer:\n  name: [gateway", "", "invalid YAML"),
     "not-a-mapping": (None, "- just\n- a list\n", "", "must be a YAML mapping"),
 }
@@ -243,3 +280,66 @@ def test_relative_key_paths_resolve_against_the_file_that_names_them(tmp_path):
     inventory = load_inventory(child, environ={})
     assert inventory.host("mini").ssh.known_hosts == str((INVENTORY_DIR / ".." / ".lab" / "known_hosts").resolve())
     assert inventory.host("studio").ssh.known_hosts == str(child.parent / "kh")
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path, gateway_yaml_text):
+    import time
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        gateway_yaml_text + "\nnotes_bomb:\n" + "".join("  " + line + "\n" for line in BILLION_LAUGHS.splitlines())
+    )
+    started = time.monotonic()
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path, environ={})
+    assert time.monotonic() - started < 2
+    text = str(caught.value)
+    assert "alias bomb" in text and "bomb.yaml:" in text
+    assert len(text) < 2000, "the refused input is never repr'd whole into the message"
+
+
+def test_a_huge_wrong_value_is_never_repred_whole_into_the_message(tmp_path, gateway_yaml_text):
+    path = tmp_path / "wide.yaml"
+    huge = "[" + ",".join(["12345"] * 3000) + "]"
+    path.write_text(gateway_yaml_text.replace("    title: OptiLLM proxy\n", f"    title: {huge}\n", 1))
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path, environ={})
+    assert "services[1].title" in str(caught.value)
+    assert len(str(caught.value)) < 1000
+
+
+def test_inventory_size_bound(tmp_path, gateway_yaml_text):
+    """Inventories are bounded at 1 MiB (refused at once); up to it they load fast."""
+    import time
+
+    from conformance.inventory.yamlsrc import MAX_INVENTORY_BYTES
+
+    notes = "".join(f"      - note {i} " + "x" * 60 + "\n" for i in range(200_000))
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(gateway_yaml_text.replace("    notes:\n", "    notes:\n" + notes, 1))
+    assert huge.stat().st_size > 10 * 1024 * 1024
+    started = time.monotonic()
+    with pytest.raises(InventoryError, match=r"larger than the 1 MiB an inventory may be"):
+        load_inventory(huge, environ={})
+    assert time.monotonic() - started < 1
+    line_length = len(notes.splitlines(keepends=True)[-1])
+    lines_that_fit = (MAX_INVENTORY_BYTES - len(gateway_yaml_text)) // line_length - 10
+    big = tmp_path / "big.yaml"
+    big.write_text(gateway_yaml_text.replace("    notes:\n", "    notes:\n" + notes[: lines_that_fit * line_length], 1))
+    assert big.stat().st_size <= MAX_INVENTORY_BYTES
+    started = time.monotonic()
+    load_inventory(big, environ={})
+    assert time.monotonic() - started < 5

@@ -9,9 +9,10 @@ import time
 import paramiko
 import pytest
 
+from conformance.errors import CommandRefused
 from conformance.inventory.model import Host, SshSettings
 from conformance.transport import scripts
-from conformance.transport.allowlist import CommandRefused, check_command
+from conformance.transport.allowlist import check_command
 from conformance.transport.audit import AuditLog
 from conformance.transport.connection import HostConnection, HostUnavailable
 
@@ -26,7 +27,8 @@ ALLOWED = [
     ["cat", "/etc/optillm-proxy/env"],
     ["sudo", "-n", "cat", "/var/lib/optillm/.optillm/proxy_config.yaml"],
     ["python3", "-c", scripts.PACKAGE_VERSIONS.text, "/opt/venv"],
-    ["/opt/venv/bin/python3", "-c", scripts.USER_HOMES.text, "optillm"],
+    ["/usr/bin/python3", "-c", scripts.USER_HOMES.text, "optillm"],
+    ["systemctl", "show", "-p", "User", "--", "litellm-orch.service", "optillm-local@high.service"],
     ["python3", "-c", scripts.IN_HOST_PROBE.text, "3", "http://127.0.0.1:4020/health", "198.51.100.11:4040"],
 ]
 
@@ -45,6 +47,26 @@ REFUSED = [
     ["ss", "-K"],
     ["/tmp/ss", "-Htlnp"],
     ["bash", "-c", "ss -Htlnp"],
+    # A unit name that is an option: -H makes systemctl ssh to another host.
+    ["systemctl", "show", "-p", "User", "-Hroot@evil.service"],
+    ["systemctl", "show", "-p", "User", "--", "-Hroot@evil.service"],
+    ["systemctl", "show", "litellm-orch.service\n"],
+    ["systemctl", "show", "litellm orch.service"],
+    ["systemctl", "show", "@x.service"],
+    # Matched by full path or bare name, never by basename.
+    ["/tmp/evil/python3", "-c", scripts.USER_HOMES.text, "optillm"],
+    ["/opt/venv/bin/python3", "-c", scripts.USER_HOMES.text, "optillm"],
+    ["/tmp/cat", "/etc/hostname"],
+    # "$" would accept these trailing newlines; fullmatch does not.
+    ["cat", "/etc/hostname\n"],
+    ["getent", "passwd", "root\n"],
+    ["launchctl", "print", "gui/501/com.example.x\n"],
+    ["launchctl", "print", "gui/501/-x"],
+    ["python3", "-c", scripts.USER_HOMES.text, "optillm\n"],
+    ["python3", "-c", scripts.PACKAGE_VERSIONS.text, "/opt/venv\n"],
+    ["python3", "-c", scripts.IN_HOST_PROBE.text, "3\n", "http://127.0.0.1:4020/health"],
+    ["python3", "-c", scripts.IN_HOST_PROBE.text, "3", "http://127.0.0.1:4020/health\n"],
+    ["python3", "-c", scripts.IN_HOST_PROBE.text, "3", "http://user:pw@127.0.0.1:4020/health"],
     [],
 ]
 
@@ -177,3 +199,23 @@ def test_paramiko_default_policy_is_not_used():
     source = _StrictParamikoBackend.client.fget.__code__.co_names  # type: ignore[attr-defined]
     assert "RejectPolicy" in source and "WarningPolicy" not in source
     assert paramiko.RejectPolicy is not None
+
+
+def test_no_unrestricted_testinfra_host_is_handed_out(tmp_path):
+    """testinfra's Host.run() would bypass the allow-list and the audit log."""
+    from conformance.transport.connection import _StrictParamikoBackend
+
+    connection = _local(tmp_path)
+    assert not hasattr(connection, "testinfra_host")
+    host = Host(
+        name="mini",
+        role="gateway",
+        os="linux",
+        service_manager="systemd",
+        address="127.0.0.1",
+        ssh=SshSettings(user="monitor", known_hosts=str(tmp_path / "known_hosts")),
+    )
+    backend = _StrictParamikoBackend(host, None, None, 5.0)
+    with pytest.raises(CommandRefused):
+        backend.run("rm -rf /")
+    assert not (tmp_path / "audit.jsonl").exists()

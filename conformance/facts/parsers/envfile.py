@@ -15,6 +15,9 @@ environment a unit really gets:
   does. After a closing quote the value continues (``A="x"y`` is ``xy``).
 * later assignments win.
 
+Errors name the line number and the reason, never the line's text or the variable name: an
+env file's lines hold secrets, and a wrapped line can be a key on its own.
+
 Where systemd is silently lenient this parser is loud, because a line systemd drops is almost
 always a deployment bug: a line without ``=`` and an invalid name raise ParseError (systemd
 ignores them), as does an unterminated quote. ``export KEY=value`` is accepted as in shell
@@ -58,7 +61,6 @@ class _State(Enum):
 def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> dict[str, str]:
     """Parse an environment file into ``{name: value}`` (see the module docstring)."""
     text = text.replace("\r\n", "\n")  # systemd treats CR as a newline too
-    lines = text.split("\n")
     result: dict[str, str] = {}
     state = _State.PRE_KEY
     key: list[str] = []
@@ -67,9 +69,6 @@ def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> d
     line_no = 1
     start_line = 1
     quote_line = 1
-
-    def line_text(number: int) -> str | None:
-        return lines[number - 1] if 0 < number <= len(lines) else None
 
     def push() -> None:
         name = "".join(key).rstrip()
@@ -80,15 +79,13 @@ def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> d
                     source,
                     "'export NAME=' is not understood by systemd (it ignores the line)",
                     line_no=start_line,
-                    line=line_text(start_line),
                 )
             name = exported["name"]
         if not is_valid_env_name(name):
             raise ParseError(
                 source,
-                f"invalid variable name {name!r}",
+                "invalid variable name (not shown: an env file line may hold a secret)",
                 line_no=start_line,
-                line=line_text(start_line),
             )
         chars = value if value_trim is None else value[:value_trim]
         result[name] = "".join(chars)
@@ -103,7 +100,7 @@ def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> d
                 start_line = line_no
         elif state is _State.KEY:
             if char == "\n":
-                raise ParseError(source, "no '=' in assignment", line_no=line_no, line=line_text(line_no))
+                raise ParseError(source, "no '=' in assignment", line_no=line_no)
             if char == "=":
                 state = _State.PRE_VALUE
             else:
@@ -162,9 +159,9 @@ def parse_env_file(text: str, source: str, *, systemd_strict: bool = False) -> d
             line_no += 1
 
     if state in (_State.SINGLE, _State.DOUBLE, _State.DOUBLE_ESCAPE):
-        raise ParseError(source, "unterminated quote", line_no=quote_line, line=line_text(quote_line))
+        raise ParseError(source, "unterminated quote", line_no=quote_line)
     if state is _State.KEY:
-        raise ParseError(source, "no '=' in assignment", line_no=line_no, line=line_text(line_no))
+        raise ParseError(source, "no '=' in assignment", line_no=line_no)
     if state in (_State.PRE_VALUE, _State.VALUE, _State.VALUE_ESCAPE):
         push()
     return result

@@ -47,7 +47,7 @@ def test_env_file_crlf_and_no_trailing_newline():
     [
         ("A=1\nNOEQUALS\nB=2\n", "no '='", 2),
         ("A=1\n\nNOEQUALS", "no '='", 3),
-        ("A=1\n1BAD=x\n", "invalid variable name '1BAD'", 2),
+        ("A=1\n1BAD=x\n", "invalid variable name", 2),
         ("A-B=x\n", "invalid variable name", 1),
         ('A=1\nB="open\nC=2\n', "unterminated quote", 2),
         ("A='open\n", "unterminated quote", 1),
