@@ -45,10 +45,8 @@ def judge_file(declared: str, file_format: str, fact: FileFact | None) -> Result
         # A secret file's offending line may hold a key: name the line, never show it.
         return violated(f"{fact.path} does not parse as {file_format}", exc.safe_text() if fact.secret else str(exc))
     except yaml.YAMLError as exc:
-        # Position and reason only: PyYAML's message quotes the offending line, and a config
-        # file not declared secret (router.yaml) can still hold an api_key.
-        detail = describe_yaml_error(fact.path or "", exc)
-        return violated(f"{fact.path} does not parse as {file_format}", detail)
+        # Position and reason only: PyYAML's message quotes the line, which may hold an api_key.
+        return violated(f"{fact.path} does not parse as {file_format}", describe_yaml_error(fact.path, exc))
     shown = "(secret: content not shown)" if fact.secret else f"{len(fact.content.splitlines())} lines"
     return passed(f"{fact.path} exists and parses as {file_format}", **{"file": shown})
 

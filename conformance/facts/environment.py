@@ -24,7 +24,7 @@ from conformance.facts.optillm_config import (
 from conformance.facts.parsers import ParseError, parse_env_file
 from conformance.inventory.model import Port, Service
 from conformance.paths import file_key, unit_of
-from conformance.redact import register_env_values
+from conformance.redact import register_env_values, strip_userinfo
 
 # OptiLLM 0.3.x flags and the variables they fall back to (llm-services.md 2.3).
 OPTILLM_FLAGS: dict[str, tuple[str, str]] = {
@@ -203,5 +203,9 @@ def apply_proxy_plugin(settings: OptiLLMSettings, plugin: ProxyPluginConfig) -> 
     settings.proxy_config_error = plugin.problem
     for provider in plugin.providers:
         settings.providers.append(
-            {"name": provider.name, "base_url": provider.base_url, "fallback_only": provider.fallback_only}
+            {
+                "name": provider.name,
+                "base_url": strip_userinfo(provider.base_url) if provider.base_url else provider.base_url,
+                "fallback_only": provider.fallback_only,
+            }
         )

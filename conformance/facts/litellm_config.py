@@ -17,7 +17,6 @@ import yaml
 
 from conformance.facts.model import FactUnavailable
 from conformance.facts.parsers.errors import describe_yaml_error
-from conformance.redact import register_structure
 
 ENV_PREFIX = "os.environ/"
 
@@ -444,18 +443,16 @@ def load_litellm_config(text: str, path: str, env: Mapping[str, str], read: Read
     try:
         root = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise FactUnavailable(f"not valid YAML: {describe_yaml_error(path, exc)}") from None
+        raise FactUnavailable(f"{path} is not valid YAML: {exc}") from None
     if root is None:
         raise FactUnavailable(f"{path} is empty: LiteLLM refuses to start ('Config cannot be None or Empty', L5615)")
     if not isinstance(root, dict):
         raise FactUnavailable(f"{path} is not a YAML mapping")
     merged, files = resolve_includes(root, path, read or (lambda _path: None))
-    register_structure(merged)  # api_key, master_key and URL passwords of the config
     return tabulate(merged, env, files)
 
 
 def tabulate(config: Mapping[str, Any], env: Mapping[str, str], files: list[str] | None = None) -> LiteLLMConfig:
-    register_structure(config)  # api_key, master_key and URL passwords of the config
     unset: set[str] = set()
     sections = {key: value for key, value in config.items() if key != "model_list"}
     resolved = resolve_env_references(sections, env, unset)
@@ -472,11 +469,13 @@ def tabulate(config: Mapping[str, Any], env: Mapping[str, str], files: list[str]
         unset |= deployment_unset
         params = entry.get("litellm_params") if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or not entry.get("model_name") or not isinstance(params, dict):
-            # Never repr an entry: its litellm_params hold api_key.
-            keys = sorted(map(str, raw_entry)) if isinstance(raw_entry, dict) else [type(raw_entry).__name__]
-            result.notes.append(
-                f"ignored model_list entry without model_name/litellm_params (keys: {', '.join(keys)})"[:200]
+            # Named by its keys only: an entry's values include api_key.
+            keys = (
+                ", ".join(sorted(str(key) for key in raw_entry))
+                if isinstance(raw_entry, dict)
+                else type(raw_entry).__name__
             )
+            result.notes.append(f"ignored model_list entry without model_name/litellm_params (keys: {keys})"[:200])
             continue
         model = params.get("model")
         if not isinstance(model, str) or not model:

@@ -26,7 +26,7 @@ from conformance.facts.model import FactUnavailable, HostFacts
 from conformance.facts.optillm_config import ProxyPluginConfig, request_model
 from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.inventory.model import Host, Inventory, Port, Service
-from conformance.redact import strip_userinfo
+from conformance.redact import register_structure, strip_userinfo
 
 
 @dataclass
@@ -123,8 +123,8 @@ def _locate(inventory: Inventory, gateway_host: str, url: str) -> tuple[Port | N
             not on_gateway and host_identity(inventory.host(port.host)).named_by(hostname)
         ):
             return port, f"{port.host}:{port.port}", on_gateway
-    # Host and port only: a netloc keeps "user:password@".
-    where = f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else parts.hostname
+    # The host and port only: a netloc keeps "user:password@".
+    where = f"{hostname}:{parts.port}" if hostname and parts.port else hostname
     return None, where or strip_userinfo(url), on_gateway
 
 
@@ -148,6 +148,7 @@ def build_model_graph(
     Raises FactUnavailable when LiteLLM itself could not load the config.
     """
     merged, files = resolve_includes(router, router_path, read or (lambda _path: None))
+    register_structure(merged)  # api_key, master_key and URL passwords of the config and its includes
     config = tabulate(merged, env, files)
     graph = ModelGraph()
     graph.notes.extend(config.notes)

@@ -164,7 +164,7 @@ class Controller:
             sink.on_finish(session, exitstatus)
         if any(sink.error for sink in self.sinks) and session.exitstatus == pytest.ExitCode.OK:
             # An output that could not be written is a failed run, not a green one.
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -45,8 +45,8 @@ def build(hub: Path, model_id: str, reply: str) -> Path:
     corpus = [" ".join([*WORDS, reply])] * 4
     tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=SPECIALS))
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        **{"unk_token": "<unk>", "eos_token": "<eos>", "pad_token": "<pad>", "bos_token": "<eos>"},
+        tokenizer_object=tok, **{"unk_token": "<unk>", "eos_token": "<eos>",
+                                 "pad_token": "<pad>", "bos_token": "<eos>"},
     )
     fast.chat_template = CHAT_TEMPLATE
     vocab = fast.get_vocab()
@@ -55,17 +55,9 @@ def build(hub: Path, model_id: str, reply: str) -> Path:
     width = max(32, size)
 
     cfg = GPT2Config(
-        vocab_size=size,
-        n_positions=1024,
-        n_embd=width,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=vocab["<pad>"],
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
+        vocab_size=size, n_positions=1024, n_embd=width, n_layer=1, n_head=2,
+        bos_token_id=eos, eos_token_id=eos, pad_token_id=vocab["<pad>"],
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         tie_word_embeddings=False,
     )
     # A freshly constructed model is in training mode, where dropout zeroes the one-hot
@@ -78,7 +70,8 @@ def build(hub: Path, model_id: str, reply: str) -> Path:
         # Token i embeds as the i-th unit vector; positions add nothing; the block's output
         # projections are zero, so the final hidden state is the current token alone.
         model.transformer.wte.weight[:, :size] = torch.eye(size)
-        for ln in (model.transformer.h[0].ln_1, model.transformer.h[0].ln_2, model.transformer.ln_f):
+        for ln in (model.transformer.h[0].ln_1, model.transformer.h[0].ln_2,
+                   model.transformer.ln_f):
             ln.weight.fill_(1.0)
         # Next token: anything -> "pong" -> reply word -> <eos>. The scale makes sampling
         # at any sane temperature pick the same token.
@@ -97,11 +90,10 @@ def build(hub: Path, model_id: str, reply: str) -> Path:
     (base / "refs" / "main").write_text(snap_id)
 
     # Self-check: the model must answer "pong <reply>" and stop.
-    ids = fast.apply_chat_template(
-        [{"role": "user", "content": "ping"}], add_generation_prompt=True, return_tensors="pt"
-    )
+    ids = fast.apply_chat_template([{"role": "user", "content": "ping"}],
+                                   add_generation_prompt=True, return_tensors="pt")
     out = model.generate(ids, max_new_tokens=8, do_sample=True, temperature=1.0)
-    text = fast.decode(out[0][ids.shape[1] :], skip_special_tokens=True).strip()
+    text = fast.decode(out[0][ids.shape[1]:], skip_special_tokens=True).strip()
     if text != f"pong {reply}":
         raise SystemExit(f"{model_id}: self-check answered {text!r}")
     return snap

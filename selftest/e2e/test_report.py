@@ -88,7 +88,7 @@ def test_failing_contract_is_in_the_html_report_under_its_service_with_owner(run
     behaviors = json.loads(base64.b64decode(re.search(r"d\('data/behaviors\.json','([^']+)'\)", html).group(1)))
     failing = [(path, leaf) for path, leaf in _leaves(behaviors) if leaf["status"] == "failed"]
     where = {leaf["name"]: path for path, leaf in failing}
-    exposed = next(name for name in where if "optillm-never-exposed" in name)
+    exposed = next(name for name in where if "test_optillm_never_exposed" in name)
     assert where[exposed] == ("Gateway layer", "optillm-proxy", "optillm-never-exposed")
     _, leaf = next((path, leaf) for path, leaf in failing if leaf["name"] == exposed)
 

@@ -197,7 +197,7 @@ def test_a_run_that_cannot_write_its_bulletin_does_not_exit_zero(harness_project
     )
     result.assert_outcomes(skipped=2)
     assert "bulletin NOT written" in result.stdout.str()
-    assert result.ret != pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
 
 
 def test_yaml_alias_bomb_inventory_is_a_usage_error(harness_project):

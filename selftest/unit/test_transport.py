@@ -9,9 +9,10 @@ import time
 import paramiko
 import pytest
 
+from conformance.errors import CommandRefused
 from conformance.inventory.model import Host, SshSettings
 from conformance.transport import scripts
-from conformance.transport.allowlist import CommandRefused, check_command
+from conformance.transport.allowlist import check_command
 from conformance.transport.audit import AuditLog
 from conformance.transport.connection import HostConnection, HostUnavailable
 

@@ -1,4 +1,5 @@
-"""The parse error every fact parser raises, and a YAML error description safe to show."""
+"""The one error type every fact parser raises (defined in the harness's exception tree), and a
+YAML error rendering that never quotes the offending line."""
 
 from __future__ import annotations
 
