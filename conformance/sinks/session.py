@@ -14,15 +14,20 @@ from typing import Any
 
 import pytest
 
-from conformance.bulletin.store import BulletinUpdate, update_bulletin
+from conformance.bulletin.store import BulletinUpdate
 from conformance.inventory.model import Inventory
 from conformance.report.allure_labels import environment_properties
 from conformance.report.junit import mark_broken_as_errors
 from conformance.results import Outcome, Result
+from conformance.store.records import RunInfo
+from conformance.store.session import record_session, runner_name
 
 RUN_ID_KEY = pytest.StashKey[str]()
 RESULT_PROPERTY = "conformance_result"
 BULLETIN_ENV = "CONFORMANCE_BULLETIN"
+# The run could not write the system database: not a finding about the hosts, a failure of
+# the monitor itself (pytest's "internal error" code; the timer treats it as a failed run).
+STORE_FAILED_EXIT = pytest.ExitCode.INTERNAL_ERROR
 
 
 def harness_version() -> str:
@@ -63,6 +68,8 @@ class ControllerSink:
         self.broken_nodeids: list[str] = []
         self.update: BulletinUpdate | None = None
         self.bulletin_error: str | None = None
+        self.store_error: str | None = None
+        self.database: str | None = None
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -93,13 +100,14 @@ class ControllerSink:
             return
         try:
             complete = exitstatus in (0, 1) and not session.shouldstop and self._whole_inventory()
-            self.update = update_bulletin(
-                self.bulletin,
-                self.results,
-                self.config.stash[RUN_ID_KEY],
-                self.inventory.bulletin.reminder_after_hours,
-                complete_run=complete,
-            )
+            # The system database (conformance.store) records the run and holds the bulletin's
+            # state; the file is written from it (or alone, when the database fails).
+            run = RunInfo(self.config.stash[RUN_ID_KEY], runner_name(), harness_version(), complete)
+            stored = record_session(self.config.getoption("--db"), self.bulletin, self.inventory, self.results, run)
+            self.update, self.database = stored.update, stored.database
+            if stored.error:
+                self.store_error = stored.error
+                session.exitstatus = STORE_FAILED_EXIT
         except (OSError, ValueError, TimeoutError) as exc:
             self.bulletin_error = str(exc)
 
@@ -141,7 +149,10 @@ class ControllerSink:
         if self.update is None:
             return text
         update = self.update
-        return (
+        text = (
             f"{text}; bulletin: {update.still_open} open ({len(update.opened)} opened, "
             f"{len(update.resolved)} resolved) in {self.bulletin}"
         )
+        if self.store_error:
+            return f"{text}; system database NOT written ({self.store_error}); the bulletin file was written alone"
+        return f"{text} and {self.database}"
