@@ -105,6 +105,7 @@ def status_report(engine: Engine, runs: int) -> dict[str, Any]:
                 "layer": row.layer,
                 "id": row.id,
                 "url": row.url,
+                "seen_from": row.host if row.vantage == "loopback" else "lan",
                 "last_status": row.last_status,
                 "held_for": _age(row.last_changed, now) if row.last_changed else None,
                 "last_checked": _age(row.last_checked, now) + " ago" if row.last_checked else None,
@@ -143,7 +144,8 @@ def _print_status(where: str, report: dict[str, Any]) -> None:
         held = f", for {check['held_for']}" if check["held_for"] else ""
         checked = f", checked {check['last_checked']}" if check["last_checked"] else ""
         latency = f", {check['latency_ms']:.0f} ms" if check["latency_ms"] is not None else ""
-        print(f"  {check['id']}: {status}{held}{checked}{latency}  {check['url']}")
+        origin = f" (on {check['seen_from']})" if check["seen_from"] != "lan" else ""
+        print(f"  {check['id']}: {status}{held}{checked}{latency}  {check['url']}{origin}")
     print(f"last {len(report['runs'])} runs:")
     for run in report["runs"]:
         scope = "whole inventory" if run["complete"] else "partial"
