@@ -34,7 +34,7 @@ def unreachable_site(tmp_path):
 def test_a_database_that_is_down_fails_the_run_and_the_bulletin_is_still_written(harness_project, tmp_path):
     site = unreachable_site(tmp_path)
     bulletin = tmp_path / "bulletin.jsonl"
-    result = harness_project.runpytest(
+    result = harness_project.runpytest_subprocess(
         "-q",
         f"--site={site}",
         "--conformance-host=mini",
@@ -54,7 +54,7 @@ def test_the_default_sqlite_database_lives_beside_the_bulletin(harness_project, 
     monkeypatch.delenv("CONFORMANCE_DB", raising=False)
     site = unreachable_site(tmp_path)
     bulletin = tmp_path / "bulletin.jsonl"
-    result = harness_project.runpytest(
+    result = harness_project.runpytest_subprocess(
         "-q", f"--site={site}", "--conformance-host=mini", "-m", "hosts", f"--bulletin={bulletin}"
     )
     assert result.ret == 1, result.stdout.str()  # broken checks: errors, so pytest exits 1
