@@ -2,7 +2,8 @@
 
 conformance inventory check PATH [--site FILE]   validate an inventory, list every problem
 conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
-conformance bulletin [--json] [--file PATH]       open bulletin entries
+conformance bulletin [--json] [--file PATH] [--db URL]   open bulletin entries
+conformance db upgrade|status|import-bulletin     the system database
 conformance report                                HTML report from the Allure results
 conformance lab ...                               the local test hosts (root, Linux)
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 from conformance.bulletin.store import open_problems, read_entries
 from conformance.errors import InventoryError
 from conformance.inventory.loader import load_inventory
+from conformance.store import cli as store_cli
+from conformance.store.session import STORE_FAILURES, failure_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 2
@@ -48,11 +51,16 @@ def _inventory_check(args: argparse.Namespace) -> int:
 
 
 def _bulletin(args: argparse.Namespace) -> int:
-    path = Path(args.file or os.environ.get("CONFORMANCE_BULLETIN") or PROJECT_ROOT / "reports" / "bulletin.jsonl")
+    path: Path | str = Path(
+        args.file or os.environ.get("CONFORMANCE_BULLETIN") or PROJECT_ROOT / "reports" / "bulletin.jsonl"
+    )
     try:
-        problems = open_problems(read_entries(path))
-    except ValueError as exc:
-        print(f"conformance bulletin: {exc}", file=sys.stderr)
+        if store_cli.configured(args.db):  # a system database named: it holds the bulletin's state
+            problems, path = store_cli.open_entries_from(args.db)
+        else:
+            problems = open_problems(read_entries(Path(path)))
+    except (ValueError, *STORE_FAILURES) as exc:
+        print(f"conformance bulletin: {failure_text(exc)}", file=sys.stderr)
         return 1
     rows = sorted(problems.values(), key=lambda problem: problem.opened["time"])
     if args.json:
@@ -169,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     bulletin = sub.add_parser("bulletin", help="print the open bulletin entries")
     bulletin.add_argument("--json", action="store_true")
     bulletin.add_argument("--file", default=None)
+    bulletin.add_argument(
+        "--db", default=None, metavar="URL", help="read the system database (default: $CONFORMANCE_DB)"
+    )
     contracts = sub.add_parser("contracts", help="list the registered contracts (id, suite, scope, statement)")
     contracts.add_argument(
         "--write-readmes", action="store_true", help="regenerate tests_*/README.md from the registry"
@@ -179,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli import add_lab_parser  # the lab is its own package; `conformance lab` delegates to it
 
     add_lab_parser(sub)
+    store_cli.add_db_parser(sub)
     return parser
 
 
@@ -198,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         from lab.cli import run_lab_command
 
         return run_lab_command(args)
+    if args.command == "db":
+        return store_cli.run_db_command(args)
     return EXIT_USAGE
 
 
