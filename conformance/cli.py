@@ -1,6 +1,7 @@
 """`conformance ...`: the command line.
 
 conformance inventory check PATH [--site FILE]   validate an inventory, list every problem
+conformance inventory diff DOC [--inventory PATH] the owners' document vs the inventory, both ways
 conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
 conformance bulletin [--json] [--file PATH] [--db URL]   open bulletin entries
 conformance db upgrade|status|import-bulletin     the system database
@@ -48,6 +49,30 @@ def _inventory_check(args: argparse.Namespace) -> int:
             "CONFORMANCE_HOST_<NAME>_ADDRESS)"
         )
     return 0
+
+
+def _inventory_diff(args: argparse.Namespace) -> int:
+    """Exit 0 when the document and the inventory agree, 1 on any finding, 2 if unreadable."""
+    from conformance.inventory.diff import diff_document, render
+    from conformance.inventory.document import DocumentError, load_document
+    from conformance.inventory.loader import load_located_inventory
+
+    inventory_path = (
+        args.inventory or os.environ.get("CONFORMANCE_INVENTORY") or PROJECT_ROOT / "inventory" / "gateway.yaml"
+    )
+    try:
+        document = load_document(args.document)
+        inventory, source = load_located_inventory(inventory_path, args.site)
+    except (DocumentError, InventoryError, OSError) as exc:
+        print(f"conformance inventory diff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    findings = diff_document(document, inventory, source)
+    if not findings:
+        print(f"{args.document} and {inventory_path} agree")
+        return 0
+    print(render(findings))
+    print(f"{len(findings)} disagreement(s) between {args.document} and {inventory_path}")
+    return 1
 
 
 def _bulletin(args: argparse.Namespace) -> int:
@@ -172,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = inventory_sub.add_parser("check", help="validate an inventory and print every problem")
     check.add_argument("path")
     check.add_argument("--site", default=None, help="site override file to apply")
+    diff = inventory_sub.add_parser("diff", help="compare the owners' document (gateway-layer.md) with the inventory")
+    diff.add_argument("document", help="the owners' document, e.g. docs/gateway-layer.md")
+    diff.add_argument("--inventory", default=None, help="inventory file (default: inventory/gateway.yaml)")
+    diff.add_argument("--site", default=None, help="site override file to apply")
     run = sub.add_parser("run", help="run the suites (pytest -n auto); against the lab if no site is given")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER)
     bulletin = sub.add_parser("bulletin", help="print the open bulletin entries")
@@ -197,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "inventory":
-        return _inventory_check(args)
+        return _inventory_diff(args) if args.inventory_command == "diff" else _inventory_check(args)
     if args.command == "bulletin":
         return _bulletin(args)
     if args.command == "run":
