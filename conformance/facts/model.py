@@ -102,6 +102,7 @@ class HostFacts:
     listeners: list[Listener] | None = None
     listeners_error: str | None = None
     listeners_source: str = ""
+    listeners_notes: list[str] = field(default_factory=list)  # enrichment that could not be done
     processes: dict[int, Process] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
     unit_errors: dict[str, str] = field(default_factory=dict)
