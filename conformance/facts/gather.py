@@ -318,7 +318,6 @@ def _read_processes(facts: HostFacts, result: CommandResult) -> None:
 
 def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) -> None:
     primary = results[0]
-    facts.listeners_source = primary.command
     if not primary.ok:
         facts.listeners_error = f"{primary.command} failed (exit {primary.exit_code}): {primary.stderr.strip()[:300]}"
         return

@@ -101,7 +101,6 @@ class HostFacts:
     os_name: str | None = None
     listeners: list[Listener] | None = None
     listeners_error: str | None = None
-    listeners_source: str = ""
     listeners_notes: list[str] = field(default_factory=list)  # enrichment that could not be done
     processes: dict[int, Process] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
