@@ -808,7 +808,8 @@ EXPECTED: dict[str, Expected] = {
         "violated",
         (
             "litellm-orch routes handles to inference on the gateway host itself",
-            "gateway-ollama: http://localhost:11434 [llama3.2] (no api_base: ollama's default server on the gateway",
+            "gateway-ollama: http://localhost:11434",
+            "no api_base: ollama's default server on the gateway host",
         ),
         "litellm-orch",
     ),
