@@ -81,6 +81,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run health checks that make real model calls (LiteLLM /health)",
     )
+    group.addoption(
+        "--probe-routes",
+        action="store_true",
+        help="live route probe: one one-token completion per LiteLLM handle, to read where LiteLLM sends it",
+    )
     group.addoption("--reports-dir", default=None, help="where reports and the audit log go (default: reports/)")
 
 
@@ -138,7 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = workerinput["conformance_run_id"] if workerinput else new_run_id()
     config.stash[RUN_ID_KEY] = run_id
     audit = AuditLog(reports_dir(config) / "audit.jsonl", run_id)
-    options = RunOptions(model_health=bool(config.getoption("--model-health")))
+    options = RunOptions(
+        model_health=bool(config.getoption("--model-health")), probe_routes=bool(config.getoption("--probe-routes"))
+    )
     config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
     sinks = run_sinks(config, inventory, reports_dir(config), run_id)
     config.stash[SINKS_KEY] = sinks

@@ -1,8 +1,10 @@
 """Probes from the harness's own vantage (the LAN): TCP connects and HTTP GETs.
 
-GET only, explicit connect/read timeouts on every call, latency recorded. The outcome of a
-probe is data (answered / refused / timed out), never an exception: whether "refused" is
-good news depends on the contract, and the check decides.
+GET only, except the opt-in live route probe (``--probe-routes``: one bounded POST of a
+one-token chat completion per LiteLLM handle, ``http_post_json``). Explicit connect/read
+timeouts on every call, latency recorded. The outcome of a probe is data (answered / refused /
+timed out), never an exception: whether "refused" is good news depends on the contract, and
+the check decides.
 """
 
 from __future__ import annotations
@@ -18,6 +20,24 @@ from conformance.redact import redact
 
 BODY_LIMIT = 2048  # kept for evidence
 BODY_READ_LIMIT = 512 * 1024  # health answers and model lists are a few KB; more is not an answer
+# Response headers kept on a ProbeResult (everything else is dropped, so nothing unexpected
+# reaches evidence). The x-litellm-model-* and fallback headers name the deployment that served
+# a completion: LiteLLM 1.108.7, litellm/proxy/common_request_processing.py
+# ProxyBaseLLMRequestProcessing.get_custom_headers (x-litellm-model-id, x-litellm-model-name,
+# x-litellm-model-api-base, the api_base without its query) and litellm/router.py
+# set_response_headers / router_utils/add_retry_fallback_headers.py (x-litellm-model-group,
+# x-litellm-attempted-fallbacks).
+KEPT_HEADERS = frozenset(
+    {
+        "content-type",
+        "x-litellm-version",
+        "x-litellm-model-id",
+        "x-litellm-model-name",
+        "x-litellm-model-api-base",
+        "x-litellm-model-group",
+        "x-litellm-attempted-fallbacks",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,19 @@ def tcp_connect(address: str, port: int, timeout: float) -> ProbeResult:
 
 
 def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) -> ProbeResult:
-    """One GET, bounded in every dimension: connect, each read, the whole call, the body size.
+    """One GET, bounded in every dimension: connect, each read, the whole call, the body size."""
+    return _http_request("GET", url, timeout, headers, None)
+
+
+def http_post_json(url: str, payload: object, timeout: float, headers: dict[str, str] | None = None) -> ProbeResult:
+    """One POST of a JSON body, bounded exactly as ``http_get`` (the live route probe's request)."""
+    return _http_request("POST", url, timeout, headers, json.dumps(payload).encode())
+
+
+def _http_request(
+    method: str, url: str, timeout: float, headers: dict[str, str] | None, body: bytes | None
+) -> ProbeResult:
+    """One request, bounded in every dimension: connect, each read, the whole call, the body size.
 
     httpx's timeouts bound each read only, so a server trickling a byte a second would hold
     the probe for ever; the body is therefore streamed and the probe stops at the overall
@@ -76,12 +108,15 @@ def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) ->
     """
     started = time.monotonic()
     deadline = started + timeout
+    sent = dict(headers or {})
+    if body is not None:
+        sent["Content-Type"] = "application/json"
     try:
         with (
             httpx.Client(
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False, follow_redirects=False
             ) as client,
-            client.stream("GET", url, headers=headers or {}) as response,
+            client.stream(method, url, headers=sent, content=body) as response,
         ):
             chunks: list[bytes] = []
             size = 0
@@ -106,11 +141,11 @@ def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) ->
         )
     elapsed = (time.monotonic() - started) * 1000
     raw = b"".join(chunks)[:BODY_READ_LIMIT]
-    body = raw.decode(response.encoding or "utf-8", "replace")
+    text = raw.decode(response.encoding or "utf-8", "replace")
     parsed: object = None
     if cut_short is None:
         try:
-            parsed = json.loads(body)
+            parsed = json.loads(text)
         except ValueError:
             parsed = None
     # A response did come back (an exposed port stays exposed however big its answer is);
@@ -119,16 +154,12 @@ def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) ->
         url,
         True,
         response.status_code,
-        body[:BODY_LIMIT],
+        text[:BODY_LIMIT],
         parsed,
         error=cut_short,
         milliseconds=elapsed,
         truncated=cut_short is not None,
-        headers={
-            key.lower(): value
-            for key, value in response.headers.items()
-            if key.lower() in {"content-type", "x-litellm-version"}
-        },
+        headers={key.lower(): value for key, value in response.headers.items() if key.lower() in KEPT_HEADERS},
     )
 
 
@@ -145,13 +176,16 @@ class LanRequest:
     ahead of time, in parallel) and then reads their answers by the same request, so no
     URL is ever built twice. ``secret`` names an inventory secret sent as a bearer token:
     the value is looked up only when the request is made and is never part of the key.
+    ``payload`` (JSON text) makes the request a POST of that body: only the opt-in live route
+    probe sends one.
     """
 
     address: str
     port: int
-    path: str | None = None  # None: a TCP connect; else an HTTP GET of this path
+    path: str | None = None  # None: a TCP connect; else an HTTP GET (or POST) of this path
     secret: str | None = None
     timeout: float | None = None
+    payload: str | None = None
 
     @property
     def url(self) -> str:
@@ -161,4 +195,7 @@ class LanRequest:
     def key(self) -> str:
         if self.path is None:
             return f"TCP {self.address}:{self.port}"
-        return f"GET {'auth' if self.secret else 'anon'} {self.url}"
+        auth = "auth" if self.secret else "anon"
+        if self.payload is not None:
+            return f"POST {auth} {self.url} {self.payload}"
+        return f"GET {auth} {self.url}"

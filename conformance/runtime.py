@@ -8,6 +8,7 @@ grouped by host so that each host is gathered by one worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import uuid
@@ -21,7 +22,7 @@ from conformance.errors import HostUnavailable, ParseError
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
-from conformance.probes import LanRequest, ProbeResult, http_get, tcp_connect
+from conformance.probes import LanRequest, ProbeResult, http_get, http_post_json, tcp_connect
 from conformance.redact import Secret, redact, register_secret_env
 from conformance.transport.audit import AuditLog
 from conformance.transport.connection import ConnectionPool
@@ -49,6 +50,9 @@ def new_run_id() -> str:
 class RunOptions:
     model_health: bool = False
     lan_timeout: float = 3.0
+    # --probe-routes: one one-token completion per LiteLLM handle, each bounded by route_timeout.
+    probe_routes: bool = False
+    route_timeout: float = 20.0
 
 
 @dataclass
@@ -179,6 +183,11 @@ class Runtime:
         timeout = request.timeout or self.options.lan_timeout
         if request.path is None:
             return self.probe(request.key, request.address, lambda: tcp_connect(request.address, request.port, timeout))
+        if request.payload is not None:
+            payload = json.loads(request.payload)
+            return self.probe(
+                request.key, request.address, lambda: http_post_json(request.url, payload, timeout, headers)
+            )
         return self.probe(request.key, request.address, lambda: http_get(request.url, timeout, headers))
 
     def secret(self, name: str) -> Secret | None:

@@ -148,13 +148,16 @@ class Expected:
 
     ``test``: a substring of the failing test's node id (contract test and subject);
     ``outcome``: "violated" (a failed test) or "broken" (could not check);
-    ``phrases``: what the owner must read in the message; ``owner``: the bulletin entry's owner.
+    ``phrases``: what the owner must read in the message; ``owner``: the bulletin entry's owner;
+    ``pytest_args``: options the suites need to see it (an opt-in check such as ``--probe-routes``),
+    given to both runs, the drifted one and the one after the reset.
     """
 
     test: str
     outcome: str
     phrases: tuple[str, ...]
     owner: str
+    pytest_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,20 +211,102 @@ def _router_drift(handle: str, model: str, api_base: str) -> tuple[Callable[[], 
         f"  - model_name: {handle}\n    litellm_params:\n      model: {model}\n"
         f"      api_base: {api_base}\n      api_key: os.environ/LITELLM_MASTER_KEY\n"
     )
+    return _router_edit_drift(_add_router_entry(entry))
 
-    def add(text: str) -> str:
-        # Append to the end of model_list (the blank line that closes it).
-        head, sep, tail = text.partition("\n\nrouter_settings:")
-        return head + "\n" + entry.rstrip("\n") + sep + tail
+
+def _router_edit_drift(edit: Callable[[str], str]) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """Any edit of router.yaml, in effect once LiteLLM has restarted on it."""
 
     def apply() -> Data:
-        edit_text(c.MINI, c.ROUTER_YAML, add)
+        edit_text(c.MINI, c.ROUTER_YAML, edit)
         restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
         return {}
 
     def revert(_: Data) -> None:
         restore(c.MINI, c.ROUTER_YAML)
         restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+
+    return apply, revert
+
+
+def _add_router_setting(line: str) -> Callable[[str], str]:
+    """A line (or block) under router_settings:, first in the section."""
+
+    def edit(text: str) -> str:
+        return text.replace("\nrouter_settings:\n", f"\nrouter_settings:\n{line.rstrip()}\n", 1)
+
+    return edit
+
+
+def _add_router_entry(entry: str) -> Callable[[str], str]:
+    """A model_list entry appended to the end of model_list (the blank line that closes it)."""
+
+    def edit(text: str) -> str:
+        head, sep, tail = text.partition("\n\nrouter_settings:")
+        return head + "\n" + entry.rstrip("\n") + sep + tail
+
+    return edit
+
+
+def _high_entry(port: int, model: str) -> Callable[[str], str]:
+    """studio-high's deployment pointed at another instance and model."""
+    high = instance("high")
+
+    def edit(text: str) -> str:
+        return text.replace(
+            f"      model: openai/{high.model}\n      api_base: http://{c.STUDIO_ADDR}:{high.port}/v1\n",
+            f"      model: openai/{model}\n      api_base: http://{c.STUDIO_ADDR}:{port}/v1\n",
+            1,
+        )
+
+    return edit
+
+
+def _stale_router() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """LiteLLM runs a router.yaml that is no longer on disk: started with studio-high pointed at
+    the balanced instance, then the file put back (byte for byte) without a restart. The files
+    and the live table are read as before; only a request shows where LiteLLM really sends it."""
+    balanced = instance("balanced")
+
+    def wrong_live_route() -> bool:
+        from .secrets import load_or_create_secrets
+
+        status, body = http_get(
+            f"http://{c.MINI_ADDR}:{c.LITELLM_PORT}/model/info",
+            headers={"Authorization": f"Bearer {load_or_create_secrets().litellm_master_key}"},
+        )
+        return status == 200 and f"{c.STUDIO_ADDR}:{balanced.port}/v1" in body and "tiny-chat-high" not in body
+
+    def apply() -> Data:
+        edit_text(c.MINI, c.ROUTER_YAML, _high_entry(balanced.port, balanced.model))
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+        wait_for(wrong_live_route, "LiteLLM serving studio-high from the balanced instance", c.MINI, c.LITELLM_UNIT)
+        restore(c.MINI, c.ROUTER_YAML)
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.MINI, c.ROUTER_YAML)
+        restart_and_wait(c.MINI, c.LITELLM_UNIT, litellm_alive, "LiteLLM liveliness")
+
+    return apply, revert
+
+
+def _proxy_provider_drift(provider: str) -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """A provider added to the proxy plugin's proxy_config.yaml (in the proxy service user's
+    ~/.optillm/), OPTILLM_BASE_URL left pointing at LiteLLM."""
+
+    def add(text: str) -> str:
+        head, sep, tail = text.partition("\nrouting:")
+        return head + "\n" + provider.rstrip("\n") + sep + tail
+
+    def apply() -> Data:
+        edit_text(c.MINI, c.OPTILLM_PROXY_CONFIG, add)
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy restarted")
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.MINI, c.OPTILLM_PROXY_CONFIG)
+        restart_and_wait(c.MINI, c.OPTILLM_PROXY_UNIT, proxy_ready(), "optillm-proxy restarted")
 
     return apply, revert
 
@@ -708,6 +793,47 @@ EXPECTED: dict[str, Expected] = {
         ("optillm-local-balanced.service is not running",),
         "gateway-agent",
     ),
+    "fallback-loop": Expected(
+        "test_no_routing_loop[",
+        "violated",
+        (
+            "routing loop in the model graph",
+            "litellm:optimized-high -> optillm:studio-high -> litellm:studio-high -> litellm:optimized-high",
+            "litellm:studio-high -> litellm:optimized-high (fallback)",
+        ),
+        "litellm-orch",
+    ),
+    "gateway-ollama": Expected(
+        "test_gateway_never_runs_inference[mini/litellm-orch]",
+        "violated",
+        (
+            "litellm-orch routes handles to inference on the gateway host itself",
+            "gateway-ollama: http://localhost:11434",
+            "no api_base: ollama's default server on the gateway host",
+        ),
+        "litellm-orch",
+    ),
+    "proxy-provider-elsewhere": Expected(
+        "test_optillm_upstream_litellm[",
+        "violated",
+        (
+            "optillm-proxy's upstream is not litellm-orch",
+            "proxy plugin provider 'studio-direct'",
+            "http://198.51.100.11:4040/v1: host 198.51.100.11 is not mini",
+        ),
+        "optillm-proxy",
+    ),
+    "stale-router": Expected(
+        "test_live_route[mini/litellm-orch]",
+        "violated",
+        (
+            "LiteLLM's live route disagrees with its router config for 1 handle(s)",
+            "handle 'studio-high': LiteLLM sent it to http://198.51.100.11:4041/v1 (studio:4041) as "
+            "openai/labtiny/tiny-chat-balanced; the files route it to http://198.51.100.11:4040/v1 (studio:4040)",
+        ),
+        "litellm-orch",
+        ("--probe-routes",),
+    ),
 }
 
 
@@ -788,6 +914,35 @@ def _registry() -> dict[str, Drift]:
             _high_loopback_only(),
         ),
         ("port-impostor", c.MINI, "the proxy moved to 4021; another process holds 127.0.0.1:4020", _port_impostor()),
+        (
+            "fallback-loop",
+            c.MINI,
+            "router_settings.fallbacks: studio-high falls back to optimized-high, which comes back to studio-high",
+            _router_edit_drift(_add_router_setting('  fallbacks: [{"studio-high": ["optimized-high"]}]')),
+        ),
+        (
+            "gateway-ollama",
+            c.MINI,
+            "router handle gateway-ollama: ollama/ with no api_base, i.e. ollama's default server on the Mini",
+            _router_edit_drift(
+                _add_router_entry("  - model_name: gateway-ollama\n    litellm_params:\n      model: ollama/llama3.2\n")
+            ),
+        ),
+        (
+            "proxy-provider-elsewhere",
+            c.MINI,
+            "proxy_config.yaml gains a provider straight to the studio (OPTILLM_BASE_URL still LiteLLM)",
+            _proxy_provider_drift(
+                f"  - name: studio-direct\n    base_url: http://{c.STUDIO_ADDR}:{instance('high').port}/v1\n"
+                "    api_key: ${OPTILLM_LOCAL_API_KEY}\n    weight: 1\n"
+            ),
+        ),
+        (
+            "stale-router",
+            c.MINI,
+            "LiteLLM runs a studio-high route no longer on disk (the balanced instance; the file put back, no restart)",
+            _stale_router(),
+        ),
         (
             "secret-canaries",
             c.MINI,

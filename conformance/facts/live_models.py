@@ -37,9 +37,32 @@ class LiveDeployment:
     api_base: str | None
 
 
+def _without_cost_map_keys(payload: object) -> object:
+    """The answer minus each entry's ``model_info.key`` when it is that entry's own model name.
+
+    That ``key`` is no credential: it is "the key in litellm.model_cost" (LiteLLM 1.108.7,
+    litellm/types/utils.py ModelInfoBase.key), i.e. the model name, which the answer shows
+    anyway under ``litellm_params.model``. Registered as a secret it would mask every model
+    name in the evidence. Any other value stays registered.
+    """
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
+        return payload
+    entries: list[object] = []
+    for entry in payload["data"]:
+        info = entry.get("model_info") if isinstance(entry, Mapping) else None
+        params = entry.get("litellm_params") if isinstance(entry, Mapping) else None
+        model = params.get("model") if isinstance(params, Mapping) else None
+        if isinstance(entry, Mapping) and isinstance(info, Mapping) and isinstance(model, str):
+            names = {model, model.split("/", 1)[-1]}
+            if info.get("key") in names:
+                entry = {**entry, "model_info": {k: v for k, v in info.items() if k != "key"}}
+        entries.append(entry)
+    return {**payload, "data": entries}
+
+
 def live_deployments(payload: object) -> list[LiveDeployment]:
     """The deployments of a ``/model/info`` answer; FactUnavailable when it has another shape."""
-    register_structure(payload)
+    register_structure(_without_cost_map_keys(payload))
     if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), list):
         raise FactUnavailable("/model/info did not answer {'data': [...]}")
     found: list[LiveDeployment] = []

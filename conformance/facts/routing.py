@@ -29,6 +29,22 @@ from conformance.inventory.model import Host, Inventory, Port, Service
 from conformance.redact import register_structure, strip_userinfo
 
 
+@dataclass(frozen=True)
+class Hop:
+    """One deployment of a model group: where LiteLLM itself sends a request for it.
+
+    ``endpoint`` is what the api_base reaches ("host:port" in inventory names for a declared
+    port, else the URL's host and port; see ``endpoint_of``); ``model`` is the deployment's
+    ``litellm_params.model`` as LiteLLM names it in its x-litellm-model-name header.
+    ``endpoint`` is None when no URL is involved (inside the LiteLLM process, or a provider's
+    public API with no api_base), and ``where`` then says which.
+    """
+
+    endpoint: str | None
+    model: str
+    where: str
+
+
 @dataclass
 class ModelGraph:
     edges: dict[str, list[str]] = field(default_factory=dict)
@@ -37,6 +53,7 @@ class ModelGraph:
     notes: list[str] = field(default_factory=list)
     edge_kinds: dict[tuple[str, str], str] = field(default_factory=dict)
     wildcards: list[str] = field(default_factory=list)  # wildcard model_names (served on demand, not handles)
+    hops: dict[str, list[Hop]] = field(default_factory=dict)  # litellm:<group> -> its deployments' first hops
 
     def handles(self) -> list[str]:
         return sorted(
@@ -75,6 +92,11 @@ class ModelGraph:
                 stack.extend(self.edges.get(node, []))
         return seen
 
+    def loops(self, handle: str) -> bool:
+        """A request for ``handle`` can enter a cycle of the graph."""
+        looping = {node for cycle in self.cycles() for node in cycle}
+        return bool(self._reachable(handle) & looping)
+
     def terminals(self, handle: str) -> list[tuple[str, str]]:
         return sorted({leaf for node in self._reachable(handle) for leaf in self.leaves.get(node, [])})
 
@@ -85,6 +107,32 @@ class ModelGraph:
             for node in self._reachable(handle)
             if node.startswith("litellm:") and node not in self._declared and node not in self._served
         )
+
+    def served_group(self, handle: str) -> str:
+        """The model group LiteLLM serves ``handle`` from, after its aliases."""
+        node, seen = f"litellm:{handle}", set()
+        while node not in seen:
+            seen.add(node)
+            alias = next((t for t in self.edges.get(node, []) if self.edge_kinds.get((node, t)) == "alias"), None)
+            if alias is None:
+                break
+            node = alias
+        return node.split(":", 1)[1]
+
+    def fallback_groups(self, handle: str) -> list[str]:
+        """Groups a request for ``handle`` may be served from when fallbacks are taken (aliases
+        and fallbacks of any kind, followed transitively; LiteLLM counts fallback depth, so a
+        fallback's own fallbacks apply too: router_utils/fallback_event_handlers.py)."""
+        start = f"litellm:{handle}"
+        stack, seen = [start], {start}
+        while stack:
+            node = stack.pop()
+            for target in self.edges.get(node, []):
+                kind = self.edge_kinds.get((node, target), "api_base")
+                if (kind == "alias" or kind.endswith("fallback")) and target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return sorted(node.split(":", 1)[1] for node in seen if node != start)
 
     def local_inference_handles(self) -> list[tuple[str, str]]:
         return list(self.local_targets)
@@ -127,6 +175,15 @@ def _locate(inventory: Inventory, gateway_host: str, url: str) -> tuple[Port | N
     # The host and port only: a netloc keeps "user:password@".
     where = f"{hostname}:{parts.port}" if hostname and parts.port else hostname
     return None, where or strip_userinfo(url), on_gateway
+
+
+def endpoint_of(inventory: Inventory, gateway_host: str, url: str) -> tuple[str, bool]:
+    """What a URL used by LiteLLM on ``gateway_host`` reaches, and whether that is a host of the
+    inventory: "host:port" of a declared port in inventory names, else the URL's own host and
+    port. Compared by what it reaches, not by text: ``127.0.0.1``, ``localhost`` and
+    ``[::ffff:127.0.0.1]`` used on the gateway all reach the gateway."""
+    port, endpoint, on_gateway = _locate(inventory, gateway_host, url)
+    return endpoint, port is not None or on_gateway
 
 
 def build_model_graph(
@@ -222,16 +279,20 @@ def _route(
 ) -> None:
     handle = node.split(":", 1)[1]
     forwarded = deployment.forwarded
+    hops = graph.hops.setdefault(node, [])
     if deployment.in_process:
+        hops.append(Hop(None, deployment.model, "(inside the LiteLLM process)"))
         graph.leaves.setdefault(node, []).append(("(inside the LiteLLM process)", forwarded))
         graph.local_targets.append((handle, f"{deployment.model}: {deployment.base_source}"))
         return
     if not deployment.api_base:
+        hops.append(Hop(None, deployment.model, f"(public {deployment.provider} API)"))
         graph.leaves.setdefault(node, []).append((f"(public {deployment.provider} API)", forwarded))
         if deployment.unresolved:
             graph.notes.append(f"{node}: {deployment.base_source}")
         return
     port, endpoint, on_gateway = _locate(inventory, litellm.host, deployment.api_base)
+    hops.append(Hop(endpoint, deployment.model, strip_userinfo(deployment.api_base)))
     service = inventory.service(port.service) if port else None
     if deployment.base_source != "api_base":
         graph.notes.append(f"{node}: {deployment.api_base} ({deployment.base_source})")

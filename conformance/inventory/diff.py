@@ -102,7 +102,8 @@ STATEMENTS: tuple[Statement, ...] = (
     Statement(
         "Contracts",
         "Showroom/backroom rule: only models present on Mini/Studio get handles",
-        (ContractAnchor("showroom-backroom"),),
+        # live-route: the handles the files give really go there (opt-in, --probe-routes).
+        (ContractAnchor("showroom-backroom"), ContractAnchor("live-route")),
     ),
     Statement(
         "Contracts",

@@ -23,3 +23,13 @@ def test_conformant_lab_passes_with_no_errors_and_no_bulletin_entry(run_suites):
     per_worker_host = [(json.loads(line)["pid"], json.loads(line)["host"]) for line in connects]
     assert len(per_worker_host) == len(set(per_worker_host)), connects
     assert len(execs) <= 2 * len(connects), execs
+
+
+def test_conformant_lab_passes_the_live_route_probe(run_suites):
+    """--probe-routes: every handle really answers one token, from where the router config says."""
+    run = run_suites("--probe-routes", "-rA")
+    assert run.exit_code == 0, run.output
+    assert "PASSED tests_contracts/test_contracts.py::test_live_route[mini/litellm-orch]" in run.output, run.output
+    assert run.entries() == []
+    without = run_suites("-rA", "-k", "live_route")
+    assert "SKIPPED" in without.output and "run with --probe-routes" in without.output, without.output

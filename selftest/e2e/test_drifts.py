@@ -27,7 +27,7 @@ def test_drift_fails_the_right_contract_then_reset_restores_it(drift, run_suites
     bulletin = tmp_path / "bulletin.jsonl"
     drift_apply(drift)
     try:
-        run = run_suites(bulletin=bulletin)
+        run = run_suites(*expect.pytest_args, bulletin=bulletin)
     finally:
         drift_reset()
     assert run.exit_code == 1, run.output
@@ -42,7 +42,7 @@ def test_drift_fails_the_right_contract_then_reset_restores_it(drift, run_suites
     assert len({entry["fingerprint"] for entry in opened}) == len(opened)
     assert any(entry["owner"] == owner for entry in opened), opened
     # After the reset, a second run resolves every entry and opens nothing.
-    again = run_suites(bulletin=bulletin)
+    again = run_suites(*expect.pytest_args, bulletin=bulletin)
     assert again.exit_code == 0, again.output
     events = [entry["event"] for entry in again.entries()[len(first_entries) :]]
     assert events == ["resolved"] * len(opened), events

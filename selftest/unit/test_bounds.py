@@ -16,8 +16,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from conformance.probes import BODY_READ_LIMIT, http_get
+from conformance.probes import BODY_READ_LIMIT, LanRequest, http_get, http_post_json
+from conformance.runtime import RunOptions, Runtime
 from conformance.transport import scripts
+from conformance.transport.audit import AuditLog
 
 
 @contextmanager
@@ -94,6 +96,54 @@ def test_http_probe_has_a_total_deadline_not_only_a_read_timeout():
         probe = http_get(f"http://127.0.0.1:{port}/health", timeout=3)
     assert time.monotonic() - started < 5, "a 1 byte/s trickle held the probe past its deadline"
     assert probe.truncated and "not complete after 3 s" in (probe.error or "")
+
+
+def test_http_post_is_bounded_like_a_get():
+    with _server(huge_body) as big, _server(trickle) as slow:
+        started = time.monotonic()
+        cut = http_post_json(f"http://127.0.0.1:{big}/v1/chat/completions", {"max_tokens": 1}, timeout=10)
+        late = http_post_json(f"http://127.0.0.1:{slow}/v1/chat/completions", {"max_tokens": 1}, timeout=2)
+    assert time.monotonic() - started < 8
+    assert cut.truncated and "larger than 512 KiB" in (cut.error or "") and len(cut.body) <= BODY_READ_LIMIT
+    assert late.truncated and "not complete after 2 s" in (late.error or "")
+
+
+def litellm_like(connection: socket.socket, request: bytes) -> None:
+    """Echoes what it received in its body, with LiteLLM's route headers and one header not kept."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    answer = json.dumps({"request_line": lines[0], "headers": lines[1:], "body": body.decode()}).encode()
+    connection.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"x-litellm-model-api-base: http://198.51.100.11:4040/v1\r\n"
+        b"x-litellm-model-name: openai/labtiny/tiny-chat-high\r\nx-litellm-model-group: studio-high\r\n"
+        b"Set-Cookie: session=abc\r\nContent-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer
+    )
+
+
+def test_a_post_lan_request_sends_its_json_with_the_secret_and_keeps_only_route_headers(tmp_path, monkeypatch):
+    from conformance.inventory.loader import load_inventory
+    from selftest.conftest import INVENTORY_DIR
+
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-test-route-probe")
+    inventory = load_inventory(INVENTORY_DIR / "lab.yaml", environ={})
+    runtime = Runtime(inventory, AuditLog(tmp_path / "audit.jsonl", "run"), RunOptions())
+    with _server(litellm_like) as port:
+        payload = json.dumps({"model": "studio-high", "max_tokens": 1})
+        probe = runtime.lan(LanRequest("127.0.0.1", port, "/v1/chat/completions", "litellm-master-key", 5, payload))
+    echoed = probe.json
+    assert isinstance(echoed, dict), probe.describe()
+    assert echoed["request_line"] == "POST /v1/chat/completions HTTP/1.1"
+    assert json.loads(echoed["body"]) == {"model": "studio-high", "max_tokens": 1}
+    headers = {line.split(": ", 1)[0].lower(): line.split(": ", 1)[1] for line in echoed["headers"]}
+    assert headers["authorization"] == "Bearer sk-test-route-probe"
+    assert headers["content-type"] == "application/json"
+    assert probe.headers == {
+        "content-type": "application/json",
+        "x-litellm-model-api-base": "http://198.51.100.11:4040/v1",
+        "x-litellm-model-name": "openai/labtiny/tiny-chat-high",
+        "x-litellm-model-group": "studio-high",
+    }
 
 
 def _in_host_probe(timeout: float, *targets: str) -> tuple[dict[str, dict[str, object]], float]:

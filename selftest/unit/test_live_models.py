@@ -116,3 +116,16 @@ def test_api_key_in_a_live_answer_is_registered_and_never_printed():
 def test_unexpected_shape_is_fact_unavailable(payload):
     with pytest.raises(FactUnavailable):
         live_deployments(payload)
+
+
+def test_the_cost_map_key_of_a_model_is_not_taken_for_a_secret():
+    """model_info.key is LiteLLM's cost-map key, the model's own name (types/utils.py ModelInfoBase)."""
+
+    def keyed(data):
+        data[0]["model_info"]["key"] = data[0]["litellm_params"]["model"].split("/", 1)[1]
+        data[1]["model_info"]["key"] = "gc-not-a-model-name-1f3a9c"
+
+    live_deployments(edited(keyed))
+    first_model = RECORDED["data"][0]["litellm_params"]["model"]
+    assert redact(f"served by {first_model}") == f"served by {first_model}"
+    assert "gc-not-a-model-name-1f3a9c" not in redact("value gc-not-a-model-name-1f3a9c")
