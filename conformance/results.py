@@ -2,9 +2,10 @@
 
 Four outcomes, never blurred: the contract holds (passed); the contract is violated
 (violated: a failed test); it could not be checked (broken: an error, with its cause); it
-does not apply (skipped, with the reason). ``blocked_by`` names the root cause a broken
-result depends on (an unreachable host, a stopped service), so that one outage is reported
-once, not once per dependent check.
+does not apply (skipped, with the reason). A fifth, waived, is a violation a current waiver
+in the site file covers: reported as skipped with the justification, never escalated.
+``blocked_by`` names the root cause a broken result depends on (an unreachable host, a
+stopped service), so that one outage is reported once, not once per dependent check.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Outcome(StrEnum):
     VIOLATED = "violated"
     BROKEN = "broken"
     SKIPPED = "skipped"
+    WAIVED = "waived"  # violated, under a current waiver: reported as skipped, never escalated
 
 
 @dataclass(frozen=True)

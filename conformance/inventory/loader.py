@@ -222,6 +222,9 @@ def _cross_reference_issues(inventory: Inventory, document: Any) -> list[Invento
             report(path, f"no {what} named {value!r}{extra} (known: {', '.join(sorted(names))})")
 
     known(inventory.layer.owner, owners, ["layer", "owner"], "owner")
+    for i, waiver in enumerate(inventory.waivers):
+        known(waiver.owner, owners, ["waivers", i, "owner"], "owner")
+    duplicates("waivers", [(waiver.contract, waiver.subject) for waiver in inventory.waivers])
     for i, service in enumerate(inventory.services):
         known(service.host, hosts, ["services", i, "host"], "host")
         known(service.owner, owners, ["services", i, "owner"], "owner")
