@@ -27,6 +27,7 @@ from conformance.inventory.model import (
     Port,
     Service,
     Unit,
+    Waiver,
 )
 from conformance.probes import LanRequest, ProbeResult
 from conformance.results import Result, Subject
@@ -52,6 +53,9 @@ class Scope(StrEnum):
     CONTRACT_SERVICE = "contract-service"  # ... each of its services
     CONTRACT_PORT = "contract-port"  # ... each active port of its services
     CONTRACT_EDGE = "contract-edge"  # ... each dependency edge
+    # About the inventory itself, no host: one case for the layer, one per site waiver.
+    LAYER = "layer"
+    WAIVER = "waiver"
 
     @property
     def from_contracts_table(self) -> bool:
@@ -72,6 +76,7 @@ class Case:
     health: HealthCheck | None = None
     dependency: Dependency | None = None
     file: ConfigFile | None = None
+    waiver: Waiver | None = None
     # What, within host/service/port, the case is about (a file path, a health check id, a
     # dependency edge, a unit name): the last part of its bulletin fingerprint.
     item: str | None = None
@@ -117,9 +122,11 @@ class Case:
             self.contract.severity if self.contract else ("critical" if self.check == "host-identity" else "major")
         )
         owner = self.contract.owner if self.contract and self.contract.owner else inventory.owner_of(self.service)
+        if self.waiver is not None:
+            owner, severity = self.waiver.owner, "minor"
         return Subject(
             check=self.check,
-            host=self.host,
+            host=self.host or None,
             service=self.service.name if self.service else None,
             port=self.port.port if self.port else None,
             item=self.item,
@@ -281,6 +288,13 @@ def cases_of(spec: ContractSpec, inventory: Inventory) -> list[Case]:
         cases = _file_cases(check, inventory)
     elif scope is Scope.HEALTH_CHECK:
         cases = _health_cases(check, inventory)
+    elif scope is Scope.LAYER:
+        cases = [Case(check, inventory.layer.name, "")]
+    elif scope is Scope.WAIVER:
+        cases = [
+            Case(check, f"{w.contract}@{w.subject}", "", waiver=w, item=f"{w.contract}@{w.subject}")
+            for w in inventory.waivers
+        ]
     else:
         cases = _contract_cases(spec, inventory)
     cases.sort(key=lambda case: case.id)
