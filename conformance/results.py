@@ -60,6 +60,9 @@ class Result:
     subject: Subject | None = None
     blocked_by: str | None = None
     latency_ms: float | None = None
+    # What on the host makes this violation (a listener, an environment variable, a file):
+    # violations sharing a cause are one incident in the bulletin (``correlate``).
+    causes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Evidence is built from redacted fields: a Result never holds a secret, whatever
@@ -72,6 +75,9 @@ class Result:
 
     def about(self, subject: Subject) -> Result:
         return replace(self, subject=subject)
+
+    def caused_by(self, *causes: str) -> Result:
+        return replace(self, causes=tuple(sorted({*self.causes, *causes})))
 
     def render(self) -> str:
         """The assertion text an owner reads: what is wrong, then the evidence."""
@@ -98,8 +104,29 @@ class Result:
         data.pop("fingerprint", None)
         subject = Subject(**data.pop("subject")) if data.get("subject") else None
         return cls(
-            outcome=Outcome(data.pop("outcome")), subject=subject, details=tuple(data.pop("details", ())), **data
+            outcome=Outcome(data.pop("outcome")),
+            subject=subject,
+            details=tuple(data.pop("details", ())),
+            causes=tuple(data.pop("causes", ())),
+            **data,
         )
+
+
+# The causes' spelling, shared by every contract that can find them.
+def listener_cause(host: str, port: int) -> str:
+    return f"listener {host}:{port}"
+
+
+def env_cause(host: str, service: str, variable: str) -> str:
+    return f"environment {host}/{service}:{variable}"
+
+
+def unit_cause(host: str, unit: str) -> str:
+    return f"unit {host}:{unit}"
+
+
+def file_cause(host: str, path: str) -> str:
+    return f"file {host}:{path}"
 
 
 def passed(summary: str, *details: str, **evidence: str) -> Result:

@@ -35,3 +35,5 @@ ACK_REASON: Final = "reason"
 ACK_UNTIL: Final = "until"  # ISO time, or null: until the problem resolves or changes
 PERCENT_STATE_CHANGE: Final = "percent_state_change"  # on flapping and settled entries
 CONTRACTS: Final = "contracts"  # an incident's every broken contract (correlated violations)
+CORRELATED: Final = "correlated"  # an incident's member fingerprints (the lead's included)
+CAUSES: Final = "causes"  # what on the host makes the incident (a listener, a variable, a file)

@@ -26,6 +26,7 @@ from typing import Any
 from filelock import FileLock
 
 from conformance.bulletin import events
+from conformance.bulletin.correlate import Incident, correlate
 from conformance.bulletin.flapping import FlapPolicy, fold_history, percent_state_change
 from conformance.redact import redact
 from conformance.results import Outcome, Result
@@ -255,6 +256,20 @@ def _closing(problem: OpenProblem, event: str, why: str, run_id: str, now: datet
     return entry
 
 
+def _incident(entry: dict[str, Any], incidents: dict[str, Incident]) -> dict[str, Any]:
+    """An entry of an incident: its lead's fields, and every contract it breaks."""
+    incident = incidents.get(entry["fingerprint"])
+    if incident is None:
+        return entry
+    others = [contract for contract in incident.contracts if contract != entry["contract"]]
+    entry[events.CONTRACTS] = incident.contracts
+    entry[events.CORRELATED] = incident.members
+    entry[events.CAUSES] = incident.causes
+    if others:
+        entry["summary"] = f"{entry['summary']} (one cause, also breaks {', '.join(others)})"[:500]
+    return entry
+
+
 def plan_update(
     entries: list[dict[str, Any]],
     results: list[Result],
@@ -311,6 +326,13 @@ def plan_update(
     new_entries.append(_bookkeeping(events.RUN, events.RUN_FINGERPRINT, run_id, now, layer))
     history = fold_history([*entries, *new_entries], policy.window)
 
+    # Violations sharing a cause are one incident, kept under its lead's fingerprint.
+    incidents = {incident.lead: incident for incident in correlate(roots, state)}
+    for lead, incident in incidents.items():
+        for member in incident.members:
+            roots.pop(member, None)
+        roots[lead] = incident.result
+
     # Flapping (Nagios): one entry when it starts, resolved when it settles.
     latest = {r.subject.fingerprint: r for r in results if r.subject is not None}
     for fingerprint in sorted(history):
@@ -344,10 +366,12 @@ def plan_update(
             if history[fingerprint].streak < policy.open_after(result.subject):
                 update.pending.append(fingerprint)
                 continue
-            new_entries.append(_entry(events.OPENED, result, run_id, dependents, fingerprint, now))
+            new_entries.append(
+                _incident(_entry(events.OPENED, result, run_id, dependents, fingerprint, now), incidents)
+            )
             update.opened.append(fingerprint)
         elif problem.ack is not None:
-            entry = _entry(events.OPENED, result, run_id, dependents, fingerprint, now)
+            entry = _incident(_entry(events.OPENED, result, run_id, dependents, fingerprint, now), incidents)
             acked_class = problem.ack.get(events.EVIDENCE_CLASS) or problem.evidence_class
             if not problem.ack_active(now):
                 why = f"the acknowledgement by {problem.ack.get(events.ACK_BY)} expired"
@@ -360,7 +384,9 @@ def plan_update(
             new_entries.append(entry)
             update.reopened.append(fingerprint)
         elif reminder_after_hours is not None and _hours_between(problem.last["time"], now) >= reminder_after_hours:
-            new_entries.append(_entry(events.REMINDER, result, run_id, dependents, fingerprint, now))
+            new_entries.append(
+                _incident(_entry(events.REMINDER, result, run_id, dependents, fingerprint, now), incidents)
+            )
             update.reminded.append(fingerprint)
 
     seen = set(latest) | set(roots)

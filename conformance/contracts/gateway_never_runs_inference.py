@@ -7,7 +7,7 @@ from conformance.facts.derived import litellm_service, router_graph
 from conformance.facts.environment import OptiLLMSettings, optillm_settings
 from conformance.facts.routing import ModelGraph
 from conformance.inventory.model import Service
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, env_cause, passed, violated
 
 
 def judge_forwarding(service: Service, settings: OptiLLMSettings | None, graph: ModelGraph | None) -> Result:
@@ -18,7 +18,7 @@ def judge_forwarding(service: Service, settings: OptiLLMSettings | None, graph: 
                 f"{service.name} on the gateway runs inference itself: OPTILLM_API_KEY in its environment "
                 "switches OptiLLM to local inference (torch/transformers)",
                 **evidence,
-            )
+            ).caused_by(env_cause(service.host, service.name, "OPTILLM_API_KEY"))
         return passed(f"{service.name} only forwards (client: {settings.client})", **evidence)
     if graph is not None:
         local = graph.local_inference_handles()

@@ -15,7 +15,7 @@ from conformance.inventory.model import HealthCheck, Port
 from conformance.outcomes import stopped_service
 from conformance.probes import LanRequest, ProbeResult
 from conformance.redact import redact
-from conformance.results import Outcome, Result, broken, passed, skipped, violated
+from conformance.results import Outcome, Result, broken, listener_cause, passed, skipped, violated
 
 
 def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
@@ -24,6 +24,8 @@ def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         result = broken(
             f"{check.path} on port {check.port} did not answer: {probe.error_kind}: {probe.error}", **evidence
         )
+        if probe.error_kind == "refused":  # nothing listens where it is asked: the listener is the cause
+            result = result.caused_by(listener_cause(port.host, port.port))
         return _with_latency(result, probe)
     problems = []
     if probe.truncated:
