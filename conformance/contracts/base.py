@@ -53,9 +53,8 @@ class Scope(StrEnum):
     CONTRACT_SERVICE = "contract-service"  # ... each of its services
     CONTRACT_PORT = "contract-port"  # ... each active port of its services
     CONTRACT_EDGE = "contract-edge"  # ... each dependency edge
-    # About the inventory itself, no host: one case for the layer, one per site waiver.
-    LAYER = "layer"
-    WAIVER = "waiver"
+    CONTRACT_LAYER = "contract-layer"  # ... once, about the layer itself (no host)
+    WAIVER = "waiver"  # each waiver of the site file (no host)
 
     @property
     def from_contracts_table(self) -> bool:
@@ -243,6 +242,9 @@ def _contract_cases(spec: ContractSpec, inventory: Inventory) -> list[Case]:
         # The contract's id joins the case id only when it differs from the check's (a site
         # may state two contracts with one check); the seed's contracts are their checks.
         prefix = "" if contract.id == spec.id else f"{contract.id}/"
+        if spec.scope is Scope.CONTRACT_LAYER:
+            cases.append(Case(spec.id, f"{prefix}{inventory.layer.name}", "", contract=contract))
+            continue
         if spec.scope is Scope.CONTRACT_EDGE:
             for edge in inventory.dependencies:
                 source = inventory.service(edge.source)
@@ -288,8 +290,6 @@ def cases_of(spec: ContractSpec, inventory: Inventory) -> list[Case]:
         cases = _file_cases(check, inventory)
     elif scope is Scope.HEALTH_CHECK:
         cases = _health_cases(check, inventory)
-    elif scope is Scope.LAYER:
-        cases = [Case(check, inventory.layer.name, "")]
     elif scope is Scope.WAIVER:
         cases = [
             Case(check, f"{w.contract}@{w.subject}", "", waiver=w, item=f"{w.contract}@{w.subject}")

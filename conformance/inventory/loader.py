@@ -133,7 +133,11 @@ def _located_records(items: list[dict[str, Any]]) -> Any:
 
 
 def _resolve_relative_paths(document: LocatedDict, base_dir: Path) -> None:
-    """SSH key and known_hosts paths are relative to the inventory file, not the cwd."""
+    """SSH key, known_hosts and the owners' document paths are relative to the inventory file, not the cwd."""
+    layer = document.get("layer")
+    if isinstance(layer, dict) and isinstance(layer.get("document"), str):
+        value = layer["document"]
+        layer["document"] = str(Path(value).expanduser() if value.startswith("~") else (base_dir / value).resolve())
     for host in document.get("hosts") or ():
         ssh = host.get("ssh") if isinstance(host, dict) else None
         if not isinstance(ssh, dict):

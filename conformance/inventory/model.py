@@ -61,6 +61,11 @@ class Layer(Record):
     owner: Name
     description: str = ""
     source: str = Field(description="Where the owners' source of truth lives.")
+    document: str | None = Field(
+        default=None,
+        description="The owners' own copy of their document (gateway-layer.md), relative to the file that "
+        "names it: the source-of-truth contract compares it with the inventory on every run.",
+    )
 
 
 class Owner(Record):
@@ -229,6 +234,11 @@ class Contract(Record):
     severity: Literal["critical", "major", "minor"] = "major"
     services: tuple[Name, ...] = ()
     owner: Name | None = None
+    not_in_document: str | None = Field(
+        default=None,
+        description="Why the inventory holds this contract although no statement of the owners' document "
+        "is its source.",
+    )
     open_after_failures: int | None = Field(
         default=None,
         ge=1,
