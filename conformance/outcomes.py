@@ -27,7 +27,7 @@ from conformance.errors import CannotCheck, HostUnavailable, ParseError
 from conformance.inventory.model import Inventory, Port, Service
 from conformance.paths import unit_of
 from conformance.redact import redact
-from conformance.results import Result, Subject, broken, skipped
+from conformance.results import Result, Subject, broken, file_cause, skipped
 from conformance.waivers import apply_waiver, today
 
 ROOT_CHECK = "host-identity"
@@ -82,6 +82,9 @@ def evaluate(spec: ContractSpec, case: Case, on: date | None = None) -> Result:
         result = broken(f"could not check: {exc.safe_text()}")
     except CannotCheck as exc:
         result = broken(f"could not check: {exc}")
+        unparsable = getattr(exc, "file", None)
+        if unparsable:  # a file that does not parse: one incident with that file's own check
+            result = result.caused_by(file_cause(unparsable))
     except Exception as exc:  # noqa: BLE001 - every failure must become a result
         result = broken(f"internal error in check {spec.id}: {type(exc).__name__}: {redact(str(exc))[:500]}")
     return apply_waiver(result.about(subject), inventory, on or today())

@@ -51,7 +51,9 @@ def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         unhealthy = [str(item.get("model")) for item in body.get("unhealthy_endpoints", []) if isinstance(item, dict)]
         problems.append(f"{body.get('unhealthy_count')} unhealthy deployment(s): {', '.join(unhealthy)}")
     if problems:
-        return _with_latency(violated(f"{check.path} on port {check.port} is unhealthy", *problems, **evidence), probe)
+        # whatever listens on the port gave this answer: an incident with the port's listener
+        result = violated(f"{check.path} on port {check.port} is unhealthy", *problems, **evidence)
+        return _with_latency(result.caused_by(listener_cause(port.host, port.port)), probe)
     return _with_latency(
         passed(f"{check.path} answered {probe.status} in {probe.milliseconds:.0f} ms", **evidence), probe
     )

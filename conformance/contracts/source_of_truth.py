@@ -37,7 +37,7 @@ def judge(case: Case) -> Result:
             details.append(f"... and {len(findings) - MAX_DETAILS} more (conformance inventory diff {path})")
         return violated(
             f"the owners' document and the inventory disagree in {len(findings)} place(s)", *details, **evidence
-        ).caused_by(file_cause("-", path))
+        ).caused_by(file_cause(path))
     return passed("the owners' document and the inventory agree", **evidence)
 
 

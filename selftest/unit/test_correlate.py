@@ -80,3 +80,12 @@ def test_a_broken_check_joins_only_when_it_names_the_cause_itself(tmp_path: Path
     # two checks that could not tell, sharing a cause, are not an incident of violations
     alone = update_bulletin(tmp_path / "b.jsonl", [refused, refused.about(BOUND)], "r1", 24)
     assert len(alone.opened) == 2
+
+
+def test_an_unparsable_file_keeps_its_name_across_processes() -> None:
+    import pickle
+
+    from conformance.errors import FactUnavailable
+
+    error = pickle.loads(pickle.dumps(FactUnavailable("EnvironmentFile /x/balanced.env does not parse", file="/x/b")))
+    assert (str(error), error.file) == ("EnvironmentFile /x/balanced.env does not parse", "/x/b")
