@@ -4,6 +4,8 @@ conformance inventory check PATH [--site FILE]   validate an inventory, list eve
 conformance inventory diff DOC [--inventory PATH] the owners' document vs the inventory, both ways
 conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
 conformance bulletin [--json] [--file PATH] [--db URL]   open bulletin entries
+conformance bulletin ack FINGERPRINT --by OWNER --reason TEXT [--until WHEN]
+                                                  acknowledge one: no reminders while it lasts
 conformance db upgrade|status|import-bulletin     the system database
 conformance report                                HTML report from the Allure results
 conformance lab ...                               the local test hosts (root, Linux)
@@ -19,11 +21,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conformance.bulletin.store import open_problems, read_entries
+from conformance.bulletin import events
+from conformance.bulletin.store import AcknowledgeError, open_problems, read_entries, utc_now
 from conformance.errors import InventoryError
 from conformance.inventory.loader import load_inventory
 from conformance.store import cli as store_cli
-from conformance.store.session import STORE_FAILURES, failure_text
+from conformance.store.session import STORE_FAILURES, acknowledge_session, failure_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 2
@@ -75,10 +78,29 @@ def _inventory_diff(args: argparse.Namespace) -> int:
     return 1
 
 
+def _bulletin_ack(args: argparse.Namespace, path: Path) -> int:
+    try:
+        entry, where = acknowledge_session(
+            args.db, path, args.fingerprint, args.by, args.reason, args.until, tuple(store_cli._inventory_secrets())
+        )
+    except AcknowledgeError as exc:
+        print(f"conformance bulletin ack: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TimeoutError, *STORE_FAILURES) as exc:
+        print(f"conformance bulletin ack: {failure_text(exc)}", file=sys.stderr)
+        return 1
+    until = entry[events.ACK_UNTIL] or "it resolves or changes"
+    print(f"acknowledged {args.fingerprint} by {entry[events.ACK_BY]} until {until} (in {where})")
+    return 0
+
+
 def _bulletin(args: argparse.Namespace) -> int:
     path: Path | str = Path(
         args.file or os.environ.get("CONFORMANCE_BULLETIN") or PROJECT_ROOT / "reports" / "bulletin.jsonl"
     )
+    if getattr(args, "bulletin_command", None) == "ack":
+        return _bulletin_ack(args, Path(path))
+    now = utc_now()
     try:
         if store_cli.configured(args.db):  # a system database named: it holds the bulletin's state
             problems, path = store_cli.open_entries_from(args.db)
@@ -89,17 +111,32 @@ def _bulletin(args: argparse.Namespace) -> int:
         return 1
     rows = sorted(problems.values(), key=lambda problem: problem.opened["time"])
     if args.json:
-        print(json.dumps([{**problem.opened, "last_seen": problem.last["time"]} for problem in rows], indent=2))
+        listed = [
+            {
+                **problem.opened,
+                "last_seen": problem.last["time"],
+                "flapping": problem.flapping,
+                events.ACKNOWLEDGED: problem.ack if problem.ack_active(now) else None,
+            }
+            for problem in rows
+        ]
+        print(json.dumps(listed, indent=2))
         return 0
     if not rows:
         print(f"no open entries in {path}")
         return 0
-    print(f"{len(rows)} open entr{'y' if len(rows) == 1 else 'ies'} in {path}:")
+    acknowledged = sum(1 for problem in rows if problem.ack_active(now))
+    print(f"{len(rows)} open entr{'y' if len(rows) == 1 else 'ies'} ({acknowledged} acknowledged) in {path}:")
     for problem in rows:
         entry = problem.opened
         since = _age(entry["time"])
-        print(f"- [{entry.get('severity', '?')}] {entry.get('owner', '?')}: {entry.get('summary', '')}")
+        flapping = "FLAPPING " if problem.flapping else ""
+        print(f"- {flapping}[{entry.get('severity', '?')}] {entry.get('owner', '?')}: {entry.get('summary', '')}")
         print(f"    since {entry['time']} ({since}); {entry['fingerprint']}")
+        if problem.ack is not None and problem.ack_active(now):
+            ack = problem.ack
+            until = ack.get(events.ACK_UNTIL) or "it resolves or changes"
+            print(f"    ACKNOWLEDGED by {ack.get(events.ACK_BY)} until {until}: {ack.get(events.ACK_REASON)}")
         if entry.get("blocked"):
             print(f"    blocks {len(entry['blocked'])} other check(s)")
     return 0
@@ -203,12 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--site", default=None, help="site override file to apply")
     run = sub.add_parser("run", help="run the suites (pytest -n auto); against the lab if no site is given")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    bulletin = sub.add_parser("bulletin", help="print the open bulletin entries")
+    bulletin = sub.add_parser("bulletin", help="print the open bulletin entries; ack one")
     bulletin.add_argument("--json", action="store_true")
     bulletin.add_argument("--file", default=None)
     bulletin.add_argument(
         "--db", default=None, metavar="URL", help="read the system database (default: $CONFORMANCE_DB)"
     )
+    bulletin_sub = bulletin.add_subparsers(dest="bulletin_command", metavar="ACTION", required=False)
+    ack = bulletin_sub.add_parser("ack", help="acknowledge an open entry: no reminders while it lasts")
+    ack.add_argument("fingerprint", help="the entry's fingerprint (conformance bulletin prints it)")
+    ack.add_argument("--by", required=True, help="who takes it on (an owner)")
+    ack.add_argument("--reason", required=True)
+    ack.add_argument("--until", default=None, help="90m, 8h, 3d, 2w or an ISO date/time; default: until it resolves")
+    ack.add_argument("--file", default=argparse.SUPPRESS)
+    ack.add_argument("--db", default=argparse.SUPPRESS, metavar="URL")
     contracts = sub.add_parser("contracts", help="list the registered contracts (id, suite, scope, statement)")
     contracts.add_argument(
         "--write-readmes", action="store_true", help="regenerate tests_*/README.md from the registry"

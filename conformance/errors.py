@@ -58,7 +58,22 @@ class HostUnavailable(CannotCheck):
 
 
 class FactUnavailable(CannotCheck):
-    """A fact a check needs could not be gathered; the message says why."""
+    """A fact a check needs could not be gathered; the message says why.
+
+    ``file``: the file whose content is the reason (one that does not parse), so the outcome
+    policy can name it as the cause and the bulletin can join this to that file's own check.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_fact_unavailable, (str(self), self.file))
+
+
+def _rebuild_fact_unavailable(message: str, file: str | None) -> FactUnavailable:
+    return FactUnavailable(message, file=file)
 
 
 class CommandRefused(CannotCheck):

@@ -12,17 +12,23 @@ In order, for every case of every contract:
    with its cause; a parse error is shown without the offending line, which may hold a key;
 5. any other exception is a defect of the harness, and still a result: broken,
    "internal error in check X: ...", so the summary line, the bulletin and the report count
-   it instead of a traceback bypassing them.
+   it instead of a traceback bypassing them;
+6. a violation that a current site waiver covers (its contract, its subject, and with
+   ``match`` its very failure) -> waived: reported as skipped with the justification, never
+   escalated (``conformance.waivers``).
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from conformance.contracts.base import Case, ContractSpec
 from conformance.errors import CannotCheck, HostUnavailable, ParseError
 from conformance.inventory.model import Inventory, Port, Service
 from conformance.paths import unit_of
 from conformance.redact import redact
-from conformance.results import Result, Subject, broken, skipped
+from conformance.results import Result, Subject, broken, file_cause, skipped
+from conformance.waivers import apply_waiver, today
 
 ROOT_CHECK = "host-identity"
 UNIT_CHECK = "unit-active"
@@ -53,8 +59,8 @@ def unit_root_subject(inventory: Inventory, service: Service, port: Port | None)
     )
 
 
-def evaluate(spec: ContractSpec, case: Case) -> Result:
-    """Judge one case under the policy; never raises."""
+def evaluate(spec: ContractSpec, case: Case, on: date | None = None) -> Result:
+    """Judge one case under the policy; never raises. ``on``: today's date, for waivers."""
     inventory = case.inventory
     subject = case.subject(inventory)
     service = case.service
@@ -76,9 +82,12 @@ def evaluate(spec: ContractSpec, case: Case) -> Result:
         result = broken(f"could not check: {exc.safe_text()}")
     except CannotCheck as exc:
         result = broken(f"could not check: {exc}")
+        unparsable = getattr(exc, "file", None)
+        if unparsable:  # a file that does not parse: one incident with that file's own check
+            result = result.caused_by(file_cause(unparsable))
     except Exception as exc:  # noqa: BLE001 - every failure must become a result
         result = broken(f"internal error in check {spec.id}: {type(exc).__name__}: {redact(str(exc))[:500]}")
-    return result.about(subject)
+    return apply_waiver(result.about(subject), inventory, on or today())
 
 
 def stopped_service(case: Case, service: Service, port: Port | None) -> Result | None:

@@ -33,6 +33,7 @@ from conformance.runtime import RunOptions, Runtime, new_run_id
 from conformance.sinks import Sink
 from conformance.sinks.controller import RESULT_PROPERTY, RUN_ID_KEY, Controller, outcome_of, run_sinks
 from conformance.transport.audit import AuditLog
+from conformance.waivers import skip_reason
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 REGISTRY_KEY = pytest.StashKey[Registry]()
@@ -209,7 +210,8 @@ def run_case(item: pytest.Item, spec: ContractSpec, case: Case) -> Result:
 
     violated -> a failed test (an AssertionError, so Allure calls it "failed");
     broken   -> an error (CheckBroken; reported as ERROR, Allure "broken");
-    skipped  -> a skipped test with the reason; passed -> nothing.
+    skipped  -> a skipped test with the reason; passed -> nothing;
+    waived   -> a violation under a current waiver: a skipped test with the justification.
     """
     __tracebackhide__ = True
     result = outcomes.evaluate(spec, case)
@@ -218,6 +220,8 @@ def run_case(item: pytest.Item, spec: ContractSpec, case: Case) -> Result:
         sink.on_test(case, result)
     if result.outcome is Outcome.SKIPPED:
         pytest.skip(result.summary)
+    if result.outcome is Outcome.WAIVED:
+        pytest.skip(skip_reason(result))
     if result.outcome is Outcome.VIOLATED:
         raise ContractViolation(result.render())
     if result.outcome is Outcome.BROKEN:
@@ -246,7 +250,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         case = _case_of(item)
         if case is None:
             continue
-        hosts.add(case.host)
+        if case.host:  # a case about the inventory itself (layer, waiver) needs no host
+            hosts.add(case.host)
         case.runtime = runtime
         spec = registry.get(case.check)
         if case.service is None or case.service.is_live:

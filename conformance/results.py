@@ -2,9 +2,10 @@
 
 Four outcomes, never blurred: the contract holds (passed); the contract is violated
 (violated: a failed test); it could not be checked (broken: an error, with its cause); it
-does not apply (skipped, with the reason). ``blocked_by`` names the root cause a broken
-result depends on (an unreachable host, a stopped service), so that one outage is reported
-once, not once per dependent check.
+does not apply (skipped, with the reason). A fifth, waived, is a violation a current waiver
+in the site file covers: reported as skipped with the justification, never escalated.
+``blocked_by`` names the root cause a broken result depends on (an unreachable host, a
+stopped service), so that one outage is reported once, not once per dependent check.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Outcome(StrEnum):
     VIOLATED = "violated"
     BROKEN = "broken"
     SKIPPED = "skipped"
+    WAIVED = "waived"  # violated, under a current waiver: reported as skipped, never escalated
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class Result:
     subject: Subject | None = None
     blocked_by: str | None = None
     latency_ms: float | None = None
+    # What on the host makes this violation (a listener, an environment variable, a file):
+    # violations sharing a cause are one incident in the bulletin (``correlate``).
+    causes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Evidence is built from redacted fields: a Result never holds a secret, whatever
@@ -70,6 +75,9 @@ class Result:
 
     def about(self, subject: Subject) -> Result:
         return replace(self, subject=subject)
+
+    def caused_by(self, *causes: str) -> Result:
+        return replace(self, causes=tuple(sorted({*self.causes, *causes})))
 
     def render(self) -> str:
         """The assertion text an owner reads: what is wrong, then the evidence."""
@@ -96,8 +104,31 @@ class Result:
         data.pop("fingerprint", None)
         subject = Subject(**data.pop("subject")) if data.get("subject") else None
         return cls(
-            outcome=Outcome(data.pop("outcome")), subject=subject, details=tuple(data.pop("details", ())), **data
+            outcome=Outcome(data.pop("outcome")),
+            subject=subject,
+            details=tuple(data.pop("details", ())),
+            causes=tuple(data.pop("causes", ())),
+            **data,
         )
+
+
+# The causes' spelling, shared by every contract that can find them.
+def listener_cause(host: str, port: int) -> str:
+    return f"listener {host}:{port}"
+
+
+def env_cause(host: str, service: str, variable: str) -> str:
+    return f"environment {host}/{service}:{variable}"
+
+
+def unit_cause(host: str, unit: str) -> str:
+    return f"unit {host}:{unit}"
+
+
+def file_cause(path: str) -> str:
+    """A file by its absolute path. Not by host: a parse error met while reading another host's
+    file (a route to the Studio read from the Mini) does not know the host, only the path."""
+    return f"file {path}"
 
 
 def passed(summary: str, *details: str, **evidence: str) -> Result:

@@ -27,6 +27,7 @@ from conformance.inventory.model import (
     Port,
     Service,
     Unit,
+    Waiver,
 )
 from conformance.probes import LanRequest, ProbeResult
 from conformance.results import Result, Subject
@@ -52,6 +53,8 @@ class Scope(StrEnum):
     CONTRACT_SERVICE = "contract-service"  # ... each of its services
     CONTRACT_PORT = "contract-port"  # ... each active port of its services
     CONTRACT_EDGE = "contract-edge"  # ... each dependency edge
+    CONTRACT_LAYER = "contract-layer"  # ... once, about the layer itself (no host)
+    WAIVER = "waiver"  # each waiver of the site file (no host)
 
     @property
     def from_contracts_table(self) -> bool:
@@ -72,6 +75,7 @@ class Case:
     health: HealthCheck | None = None
     dependency: Dependency | None = None
     file: ConfigFile | None = None
+    waiver: Waiver | None = None
     # What, within host/service/port, the case is about (a file path, a health check id, a
     # dependency edge, a unit name): the last part of its bulletin fingerprint.
     item: str | None = None
@@ -117,9 +121,11 @@ class Case:
             self.contract.severity if self.contract else ("critical" if self.check == "host-identity" else "major")
         )
         owner = self.contract.owner if self.contract and self.contract.owner else inventory.owner_of(self.service)
+        if self.waiver is not None:
+            owner, severity = self.waiver.owner, "minor"
         return Subject(
             check=self.check,
-            host=self.host,
+            host=self.host or None,
             service=self.service.name if self.service else None,
             port=self.port.port if self.port else None,
             item=self.item,
@@ -236,6 +242,9 @@ def _contract_cases(spec: ContractSpec, inventory: Inventory) -> list[Case]:
         # The contract's id joins the case id only when it differs from the check's (a site
         # may state two contracts with one check); the seed's contracts are their checks.
         prefix = "" if contract.id == spec.id else f"{contract.id}/"
+        if spec.scope is Scope.CONTRACT_LAYER:
+            cases.append(Case(spec.id, f"{prefix}{inventory.layer.name}", "", contract=contract))
+            continue
         if spec.scope is Scope.CONTRACT_EDGE:
             for edge in inventory.dependencies:
                 source = inventory.service(edge.source)
@@ -281,6 +290,11 @@ def cases_of(spec: ContractSpec, inventory: Inventory) -> list[Case]:
         cases = _file_cases(check, inventory)
     elif scope is Scope.HEALTH_CHECK:
         cases = _health_cases(check, inventory)
+    elif scope is Scope.WAIVER:
+        cases = [
+            Case(check, f"{w.contract}@{w.subject}", "", waiver=w, item=f"{w.contract}@{w.subject}")
+            for w in inventory.waivers
+        ]
     else:
         cases = _contract_cases(spec, inventory)
     cases.sort(key=lambda case: case.id)

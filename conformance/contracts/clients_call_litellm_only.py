@@ -7,16 +7,17 @@ from collections.abc import Sequence
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.inventory.model import Port
 from conformance.probes import LanRequest, ProbeResult
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, listener_cause, passed, violated
 
 
 def judge_reachability(
     host: str,
     litellm_probe: ProbeResult,
     local_probes: list[tuple[Port, ProbeResult]],
-    stray_probes: list[tuple[str, ProbeResult]],
+    stray_probes: list[tuple[str, int, ProbeResult]],
 ) -> Result:
     problems = []
+    causes = []
     evidence = {"litellm": litellm_probe.describe()}
     if not litellm_probe.answered:
         return broken(f"LiteLLM does not answer from the LAN ({litellm_probe.describe()})", **evidence)
@@ -24,12 +25,15 @@ def judge_reachability(
         evidence[f"{port.service}:{port.port} from LAN"] = probe.describe()
         if probe.answered:
             problems.append(f"{port.service} (local only) answers from the LAN on {probe.target}")
-    for label, probe in stray_probes:
+            causes.append(listener_cause(host, port.port))
+    for label, stray_port, probe in stray_probes:
         evidence[f"{label} from LAN"] = probe.describe()
         if probe.answered:
             problems.append(f"{label} is reachable from the LAN: {probe.describe()}")
+            causes.append(listener_cause(host, stray_port))
     if problems:
-        return violated(f"clients on the LAN can reach more than LiteLLM on {host}", *problems, **evidence)
+        result = violated(f"clients on the LAN can reach more than LiteLLM on {host}", *problems, **evidence)
+        return result.caused_by(*causes)
     return passed(f"from the LAN only LiteLLM answers on {host}", **evidence)
 
 
@@ -55,13 +59,13 @@ def judge(case: Case) -> Result:
     local = [(port, case.lan(LanRequest(address, port.port))) for port in _local_ports(case)]
     declared = {port.port for port in inventory.ports if port.host == host.name}
     allowed = {rule.port for rule in host.allowed_listeners}
-    strays: list[tuple[str, ProbeResult]] = []
+    strays: list[tuple[str, int, ProbeResult]] = []
     for listener in case.facts().require_listeners():
         if listener.port in declared or listener.port in allowed or listener.is_loopback_only():
             continue
         label = f"undeclared {listener.process or 'listener'} on port {listener.port}"
-        if not any(existing == label for existing, _ in strays):
-            strays.append((label, case.lan(LanRequest(address, listener.port))))
+        if not any(existing == label for existing, _, _ in strays):
+            strays.append((label, listener.port, case.lan(LanRequest(address, listener.port))))
     return judge_reachability(host.name, case.lan(_litellm_request(case)), local, strays)
 
 

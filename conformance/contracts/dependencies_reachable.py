@@ -8,7 +8,7 @@ from conformance.facts.gather import dependency_targets
 from conformance.inventory.model import Inventory, Service
 from conformance.outcomes import host_root_subject, stopped_service
 from conformance.probes import ProbeResult
-from conformance.results import Result, broken, passed, skipped, violated
+from conformance.results import Result, broken, listener_cause, passed, skipped, violated
 
 
 def judge_edge(source: Service, target: Service, probes: list[ProbeResult]) -> Result:
@@ -17,11 +17,12 @@ def judge_edge(source: Service, target: Service, probes: list[ProbeResult]) -> R
     evidence = {probe.target: probe.describe() for probe in probes}
     failed = [probe for probe in probes if not probe.answered]
     if failed:
+        ports = [probe.target.rsplit(":", 1)[-1] for probe in failed]
         return violated(
             f"{source.name} ({source.host}) cannot reach {target.name}",
             *(f"{probe.target}: {probe.describe()}" for probe in failed),
             **evidence,
-        )
+        ).caused_by(*(listener_cause(target.host, int(port)) for port in ports if port.isdigit()))
     return passed(f"{source.name} reaches {target.name} at {', '.join(probe.target for probe in probes)}", **evidence)
 
 

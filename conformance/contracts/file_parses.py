@@ -11,7 +11,7 @@ from conformance.facts.model import FileFact
 from conformance.facts.parsers import parse_env_file
 from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.paths import file_key
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, file_cause, passed, violated
 
 
 def _parse(fact: FileFact, path: str, file_format: str) -> None:
@@ -43,10 +43,14 @@ def judge_file(declared: str, file_format: str, fact: FileFact | None) -> Result
         _parse(fact, fact.path, file_format)
     except ParseError as exc:
         # A secret file's offending line may hold a key: name the line, never show it.
-        return violated(f"{fact.path} does not parse as {file_format}", exc.safe_text() if fact.secret else str(exc))
+        return violated(
+            f"{fact.path} does not parse as {file_format}", exc.safe_text() if fact.secret else str(exc)
+        ).caused_by(file_cause(fact.path))
     except yaml.YAMLError as exc:
         # Position and reason only: PyYAML's message quotes the line, which may hold an api_key.
-        return violated(f"{fact.path} does not parse as {file_format}", describe_yaml_error(fact.path, exc))
+        return violated(f"{fact.path} does not parse as {file_format}", describe_yaml_error(fact.path, exc)).caused_by(
+            file_cause(fact.path)
+        )
     shown = "(secret: content not shown)" if fact.secret else f"{len(fact.content.splitlines())} lines"
     return passed(f"{fact.path} exists and parses as {file_format}", **{"file": shown})
 

@@ -12,7 +12,7 @@ from conformance.facts.environment import OptiLLMSettings, optillm_settings
 from conformance.facts.routing import ModelGraph
 from conformance.inventory.model import Service
 from conformance.probes import LanRequest
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, env_cause, passed, violated
 
 
 def judge_forwarding(
@@ -25,7 +25,7 @@ def judge_forwarding(
                 f"{service.name} on the gateway runs inference itself: OPTILLM_API_KEY in its environment "
                 "switches OptiLLM to local inference (torch/transformers)",
                 **evidence,
-            )
+            ).caused_by(env_cause(service.host, service.name, "OPTILLM_API_KEY"))
         return passed(f"{service.name} only forwards (client: {settings.client})", **evidence)
     if graph is not None:
         local = [f"{handle}: {target}" for handle, target in graph.local_inference_handles()]

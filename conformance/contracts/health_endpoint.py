@@ -15,7 +15,7 @@ from conformance.inventory.model import HealthCheck, Port
 from conformance.outcomes import stopped_service
 from conformance.probes import LanRequest, ProbeResult
 from conformance.redact import redact
-from conformance.results import Outcome, Result, broken, passed, skipped, violated
+from conformance.results import Outcome, Result, broken, listener_cause, passed, skipped, violated
 
 
 def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
@@ -24,6 +24,8 @@ def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         result = broken(
             f"{check.path} on port {check.port} did not answer: {probe.error_kind}: {probe.error}", **evidence
         )
+        if probe.error_kind == "refused":  # nothing listens where it is asked: the listener is the cause
+            result = result.caused_by(listener_cause(port.host, port.port))
         return _with_latency(result, probe)
     problems = []
     if probe.truncated:
@@ -49,7 +51,9 @@ def judge_answer(check: HealthCheck, port: Port, probe: ProbeResult) -> Result:
         unhealthy = [str(item.get("model")) for item in body.get("unhealthy_endpoints", []) if isinstance(item, dict)]
         problems.append(f"{body.get('unhealthy_count')} unhealthy deployment(s): {', '.join(unhealthy)}")
     if problems:
-        return _with_latency(violated(f"{check.path} on port {check.port} is unhealthy", *problems, **evidence), probe)
+        # whatever listens on the port gave this answer: an incident with the port's listener
+        result = violated(f"{check.path} on port {check.port} is unhealthy", *problems, **evidence)
+        return _with_latency(result.caused_by(listener_cause(port.host, port.port)), probe)
     return _with_latency(
         passed(f"{check.path} answered {probe.status} in {probe.milliseconds:.0f} ms", **evidence), probe
     )

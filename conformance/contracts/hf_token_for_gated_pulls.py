@@ -8,7 +8,7 @@ from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.environment import instance_environment
 from conformance.inventory.model import Port, Service
 from conformance.redact import MASK
-from conformance.results import Result, passed, violated
+from conformance.results import Result, env_cause, passed, violated
 
 
 def judge_token(service: Service, port: Port, env: Mapping[str, str]) -> Result:
@@ -21,7 +21,7 @@ def judge_token(service: Service, port: Port, env: Mapping[str, str]) -> Result:
     return violated(
         f"no HF token for gated pulls on {service.name} {port.instance or port.port}",
         "set HF_TOKEN in the instance's environment (its value is never shown)",
-    )
+    ).caused_by(env_cause(service.host, service.name, "HF_TOKEN"))
 
 
 def judge(case: Case) -> Result:

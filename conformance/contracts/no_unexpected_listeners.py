@@ -6,7 +6,7 @@ from conformance.contracts._listeners import declared_endpoints, describe, endpo
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Host, Inventory
-from conformance.results import Result, passed, violated
+from conformance.results import Result, listener_cause, passed, violated
 
 
 def judge_listeners(host: Host, inventory: Inventory, facts: HostFacts) -> Result:
@@ -30,7 +30,7 @@ def judge_listeners(host: Host, inventory: Inventory, facts: HostFacts) -> Resul
         return violated(
             f"{host.name} has listeners the inventory does not declare: {names}",
             **{"undeclared": describe(strays), **notes},
-        )
+        ).caused_by(*(listener_cause(host.name, item.port) for item in strays))
     return passed(
         f"every non-loopback listener on {host.name} is declared or allowed",
         **{"listening": describe([item for item in listeners if not item.is_loopback_only()]), **notes},

@@ -9,7 +9,7 @@ from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Port
 from conformance.probes import LanRequest, ProbeResult
-from conformance.results import Result, passed, violated
+from conformance.results import Result, listener_cause, passed, violated
 
 
 def judge_exposure(port: Port, facts: HostFacts, loopback: ProbeResult | None, lan: ProbeResult) -> Result:
@@ -26,7 +26,8 @@ def judge_exposure(port: Port, facts: HostFacts, loopback: ProbeResult | None, l
     if lan.answered:
         problems.append(f"answers from the LAN at {lan.target}")
     if problems:
-        return violated(f"{port.service} is EXPOSED beyond localhost", *problems, **evidence)
+        result = violated(f"{port.service} is EXPOSED beyond localhost", *problems, **evidence)
+        return result.caused_by(listener_cause(port.host, port.port))
     if not listeners:
         return violated(f"{port.service} is not listening on port {port.port} at all", **evidence)
     if loopback is None or not loopback.answered or loopback.status is None or loopback.status >= 500:

@@ -20,7 +20,7 @@ from conformance.facts.environment import OptiLLMSettings, optillm_settings
 from conformance.facts.model import HostFacts
 from conformance.facts.routing import host_identity
 from conformance.inventory.model import Host, Inventory, Port, Service
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, env_cause, passed, violated
 
 
 def _identity(host: Host, facts: HostFacts | None) -> HostIdentity:
@@ -93,7 +93,7 @@ def optillm_upstream_is_litellm(
             "so it runs models itself instead of calling LiteLLM",
             "remove OPTILLM_API_KEY from the environment (protect the API with --optillm-api-key instead)",
             **evidence,
-        )
+        ).caused_by(env_cause(service.host, service.name, "OPTILLM_API_KEY"))
     if settings.client != "openai":
         return violated(
             f"{service.name} would use its {settings.client} client, not an OpenAI client pointed at LiteLLM",

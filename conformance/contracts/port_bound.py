@@ -6,7 +6,7 @@ from conformance.contracts._listeners import declared_endpoints, describe, endpo
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Port
-from conformance.results import Result, passed, violated
+from conformance.results import Result, listener_cause, passed, violated
 
 
 def judge_binding(port: Port, facts: HostFacts) -> Result:
@@ -33,7 +33,7 @@ def judge_binding(port: Port, facts: HostFacts) -> Result:
             f"declared {port.bind} only",
             *details,
             **evidence,
-        )
+        ).caused_by(listener_cause(port.host, port.port))
     return passed(f"port {port.port} listens on exactly {port.bind}", **evidence)
 
 

@@ -6,7 +6,7 @@ from conformance.contracts._listeners import describe
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Port, Unit
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, listener_cause, passed, violated
 
 
 def judge_owner(port: Port, unit: Unit, facts: HostFacts) -> Result:
@@ -20,7 +20,7 @@ def judge_owner(port: Port, unit: Unit, facts: HostFacts) -> Result:
         return violated(
             f"{unit.name} has no running process, yet port {port.port} is served by someone else",
             **{"listeners": describe(listeners)},
-        )
+        ).caused_by(listener_cause(port.host, port.port))
     unknown = [item for item in listeners if item.pid is None]
     if unknown:
         return broken(
@@ -35,7 +35,7 @@ def judge_owner(port: Port, unit: Unit, facts: HostFacts) -> Result:
         names = ", ".join(f"{item.process}[{item.pid}]" for item in strangers)
         return violated(
             f"port {port.port} is served by {names}, not by {unit.name} (main pid {fact.main_pid})", **evidence
-        )
+        ).caused_by(listener_cause(port.host, port.port))
     return passed(f"port {port.port} is served by {unit.name} (pid {fact.main_pid})", **evidence)
 
 

@@ -7,7 +7,7 @@ from conformance.errors import FactUnavailable
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Service
 from conformance.paths import unit_of
-from conformance.results import Result, passed, skipped, violated
+from conformance.results import Result, passed, skipped, unit_cause, violated
 
 
 def judge_account(service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts) -> Result:
@@ -15,6 +15,7 @@ def judge_account(service: Service, main_pids: list[tuple[str, int | None]], fac
         return skipped(f"no service account is declared for {service.name} at this site")
     evidence = {}
     problems = []
+    causes = []
     expected_uid = facts.user_ids.get(service.user)
     if expected_uid is None:
         return violated(f"the account {service.user!r} of {service.name} does not exist on {service.host}")
@@ -23,13 +24,14 @@ def judge_account(service: Service, main_pids: list[tuple[str, int | None]], fac
         process = facts.processes.get(pid) if pid else None
         if process is None:
             problems.append(f"{unit_name} has no running process")
+            causes.append(unit_cause(service.host, unit_name))
             continue
         user = names.get(process.uid, f"uid {process.uid}")
         evidence[unit_name] = f"pid {pid} {user} (uid {process.uid}, {process.command})"
         if process.uid != expected_uid:
             problems.append(f"{unit_name} runs as {user!r}, not as {service.user!r}")
     if problems:
-        return violated(f"{service.name} does not run as {service.user}", *problems, **evidence)
+        return violated(f"{service.name} does not run as {service.user}", *problems, **evidence).caused_by(*causes)
     return passed(f"{service.name} runs as {service.user}", **evidence)
 
 

@@ -8,10 +8,10 @@ from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.errors import FactUnavailable
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Unit
-from conformance.results import Result, broken, passed, violated
+from conformance.results import Result, broken, passed, unit_cause, violated
 
 
-def judge_unit(unit: Unit, facts: HostFacts) -> Result:
+def judge_unit(unit: Unit, facts: HostFacts, host: str = "") -> Result:
     try:
         fact = facts.unit(unit.name)
     except FactUnavailable as exc:
@@ -38,13 +38,14 @@ def judge_unit(unit: Unit, facts: HostFacts) -> Result:
     if fact.loaded and not fact.active:
         problems.append(f"{unit.name} is not running ({fact.state_text})")
     if problems:
-        return violated(f"{unit.name} is not installed, enabled and running as declared", *problems, **evidence)
+        result = violated(f"{unit.name} is not installed, enabled and running as declared", *problems, **evidence)
+        return result.caused_by(unit_cause(host, unit.name))
     return passed(f"{unit.name} is installed at {unit.path}, enabled and {fact.state_text}", **evidence)
 
 
 def judge(case: Case) -> Result:
     assert case.unit is not None
-    return judge_unit(case.unit, case.facts())
+    return judge_unit(case.unit, case.facts(), case.host)
 
 
 CONTRACT = ContractSpec(

@@ -55,7 +55,7 @@ def service_environment(facts: HostFacts, service: Service, port: Port | None = 
             values = parse_env_file(fact.content, path)
         except ParseError as exc:
             where = f", line {exc.line_no}" if exc.line_no else ""
-            raise FactUnavailable(f"EnvironmentFile {path}{where} does not parse: {exc.reason}") from None
+            raise FactUnavailable(f"EnvironmentFile {path}{where} does not parse: {exc.reason}", file=path) from None
         register_env_values(values)
         env.update(values)
     return env
@@ -78,7 +78,9 @@ def instance_environment(facts: HostFacts, service: Service, port: Port) -> dict
                 # By line number only: the line of an env file may hold a key (ParseError
                 # from parse_env_file never carries the text, and this says so explicitly).
                 where = f", line {exc.line_no}" if exc.line_no else ""
-                raise FactUnavailable(f"env file {exc.source}{where} does not parse: {exc.reason}") from None
+                raise FactUnavailable(
+                    f"env file {exc.source}{where} does not parse: {exc.reason}", file=fact.path or port.env_file
+                ) from None
             register_env_values(values)
             env.update(values)
     return env

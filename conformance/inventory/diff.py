@@ -505,7 +505,7 @@ class _Diff:
                     NOT_IN_DOCUMENT, carried, f"{statement.section}: {statement.text!r} is no longer in the document"
                 )
         for index, contract in enumerate(self.inventory.contracts):
-            if contract.id not in claimed:
+            if contract.id not in claimed and contract.not_in_document is None:
                 self.add(
                     NOT_IN_DOCUMENT,
                     self.inv("contracts", contract.id, index),

@@ -133,7 +133,11 @@ def _located_records(items: list[dict[str, Any]]) -> Any:
 
 
 def _resolve_relative_paths(document: LocatedDict, base_dir: Path) -> None:
-    """SSH key and known_hosts paths are relative to the inventory file, not the cwd."""
+    """SSH key, known_hosts and the owners' document paths are relative to the inventory file, not the cwd."""
+    layer = document.get("layer")
+    if isinstance(layer, dict) and isinstance(layer.get("document"), str):
+        value = layer["document"]
+        layer["document"] = str(Path(value).expanduser() if value.startswith("~") else (base_dir / value).resolve())
     for host in document.get("hosts") or ():
         ssh = host.get("ssh") if isinstance(host, dict) else None
         if not isinstance(ssh, dict):
@@ -222,6 +226,9 @@ def _cross_reference_issues(inventory: Inventory, document: Any) -> list[Invento
             report(path, f"no {what} named {value!r}{extra} (known: {', '.join(sorted(names))})")
 
     known(inventory.layer.owner, owners, ["layer", "owner"], "owner")
+    for i, waiver in enumerate(inventory.waivers):
+        known(waiver.owner, owners, ["waivers", i, "owner"], "owner")
+    duplicates("waivers", [(waiver.contract, waiver.subject) for waiver in inventory.waivers])
     for i, service in enumerate(inventory.services):
         known(service.host, hosts, ["services", i, "host"], "host")
         known(service.owner, owners, ["services", i, "owner"], "owner")

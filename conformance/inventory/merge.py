@@ -24,6 +24,7 @@ RECORD_KEYS: dict[str, tuple[str, ...]] = {
     "dependencies": ("source", "target"),
     "owners": ("id",),
     "secrets": ("name",),
+    "waivers": ("contract", "subject"),
     "allowed_listeners": ("port",),
     "files": ("path",),
 }

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from conformance.inventory import grammar
 
@@ -60,6 +61,11 @@ class Layer(Record):
     owner: Name
     description: str = ""
     source: str = Field(description="Where the owners' source of truth lives.")
+    document: str | None = Field(
+        default=None,
+        description="The owners' own copy of their document (gateway-layer.md), relative to the file that "
+        "names it: the source-of-truth contract compares it with the inventory on every run.",
+    )
 
 
 class Owner(Record):
@@ -207,6 +213,12 @@ class HealthCheck(Record):
     calls_models: bool = Field(default=False, description="Makes real model calls: runs only when asked.")
     per_model: bool = False
     timeout: Seconds = 10.0
+    open_after_failures: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Failing runs in a row before an entry opens (the bulletin's default if unset).",
+    )
     not_in_document: str | None = Field(
         default=None,
         description="Why the inventory checks this although the owners' document does not list it.",
@@ -222,6 +234,17 @@ class Contract(Record):
     severity: Literal["critical", "major", "minor"] = "major"
     services: tuple[Name, ...] = ()
     owner: Name | None = None
+    not_in_document: str | None = Field(
+        default=None,
+        description="Why the inventory holds this contract although no statement of the owners' document "
+        "is its source.",
+    )
+    open_after_failures: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Failing runs in a row before an entry opens (the bulletin's default if unset).",
+    )
 
     @property
     def check_id(self) -> str:
@@ -243,8 +266,43 @@ class Secret(Record):
     required: bool = False
 
 
+class Waiver(Record):
+    """An accepted deviation, reviewed in git like an InSpec waiver: the check still runs and
+    its violation is reported as waived until ``expires`` (required: no waiver is for ever)."""
+
+    contract: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="A contract id, or a host-level check such as port-bound or unit-active.",
+    )
+    subject: str = Field(
+        min_length=1,
+        description="The bulletin fingerprint after the contract: host/service[/port][/item], "
+        "e.g. mini/optillm-proxy/4020.",
+    )
+    owner: Name
+    justification: str = Field(min_length=10)
+    expires: date = Field(description="The waiver no longer applies from this date (UTC) on.")
+    match: str | None = Field(
+        default=None,
+        description="Waive only a failure whose text contains this; any other failure on the subject counts.",
+    )
+
+
 class BulletinPolicy(Record):
     reminder_after_hours: float | None = Field(default=24.0, gt=0)
+    open_after_failures: int = Field(
+        default=1, ge=1, le=100, description="Open an entry only after this many failing runs in a row."
+    )
+    # Nagios Core's compiled defaults (include/nagios.h, include/objects.h).
+    flap_window: int = Field(default=21, ge=3, le=100, description="Runs over which state changes are weighed.")
+    flap_low_percent: float = Field(default=20.0, ge=0, le=100, description="Flapping stops at or below this.")
+    flap_high_percent: float = Field(default=30.0, gt=0, le=100, description="Flapping starts at or above this.")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> BulletinPolicy:
+        if self.flap_low_percent >= self.flap_high_percent:
+            raise ValueError("flap_low_percent must be below flap_high_percent")
+        return self
 
 
 class Inventory(Record):
@@ -258,6 +316,7 @@ class Inventory(Record):
     contracts: tuple[Contract, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    waivers: tuple[Waiver, ...] = ()
     bulletin: BulletinPolicy = BulletinPolicy()
     source_path: str = Field(default="", exclude=True)
 

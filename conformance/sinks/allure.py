@@ -31,7 +31,7 @@ def annotate(case: Case, result: Result) -> None:
     inventory = case.inventory
     subject = result.subject or case.subject(inventory)
     allure.dynamic.epic(inventory.layer.title)
-    allure.dynamic.feature(case.service.name if case.service else f"host {case.host}")
+    allure.dynamic.feature(case.service.name if case.service else (f"host {case.host}" if case.host else "inventory"))
     allure.dynamic.story(subject.check)
     allure.dynamic.label("owner", subject.owner)
     allure.dynamic.severity(allure.severity_level(_SEVERITY.get(subject.severity, "normal")))

@@ -110,10 +110,14 @@ class BulletinSink(BaseSink):
         if self.update is None:
             return self.error
         update = self.update
-        text = (
-            f"bulletin: {update.still_open} open ({len(update.opened)} opened, "
-            f"{len(update.resolved)} resolved) in {self.path}"
-        )
+        acknowledged = f", {update.acknowledged} acknowledged" if update.acknowledged else ""
+        changes = [f"{len(update.opened)} opened"]
+        changes += [f"{len(update.reopened)} re-opened"] if update.reopened else []
+        changes += [f"{len(update.flapping)} flapping"] if update.flapping else []
+        changes += [f"{len(update.pending)} below threshold"] if update.pending else []
+        changes += [f"{len(update.resolved)} resolved"]
+        changes += [f"{len(update.waived)} waived"] if update.waived else []
+        text = f"bulletin: {update.still_open} open{acknowledged} ({', '.join(changes)}) in {self.path}"
         if self.store_error:
             return f"{text}; {self.error}"
         return f"{text} and {self.database}" if self.database else text
@@ -132,10 +136,11 @@ class TerminalSink(BaseSink):
         counts = self.counts
         if not any(counts.values()):
             return None
-        return (
+        text = (
             f"conformance: {counts[Outcome.PASSED]} passed, {counts[Outcome.VIOLATED]} failed, "
             f"{counts[Outcome.BROKEN]} broken, {counts[Outcome.SKIPPED]} skipped"
         )
+        return f"{text}, {counts[Outcome.WAIVED]} waived" if counts[Outcome.WAIVED] else text
 
 
 def run_sinks(config: pytest.Config, inventory: Inventory, reports: Path, run_id: str) -> list[Sink]:

@@ -178,7 +178,7 @@ def run_db_command(args: argparse.Namespace) -> int:
                 else:
                     _print_status(where, report)
             elif args.db_command == "import-bulletin":
-                entries = read_entries(Path(args.file))
+                entries = read_entries(Path(args.file), bookkeeping=True)
                 count = import_entries(engine, entries, default_layer="gateway")
                 still_open = len(open_problems(entries))
                 print(f"imported {count} entries ({still_open} open) from {args.file} into {where}")

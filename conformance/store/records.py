@@ -22,7 +22,16 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from conformance.bulletin.store import LOCK_TIMEOUT_SECONDS, BulletinUpdate, open_problems, plan_update
+from conformance.bulletin import events
+from conformance.bulletin.flapping import FlapPolicy
+from conformance.bulletin.store import (
+    LOCK_TIMEOUT_SECONDS,
+    BulletinUpdate,
+    open_problems,
+    plan_acknowledgement,
+    plan_update,
+    utc_now,
+)
 from conformance.inventory.model import Inventory
 from conformance.redact import redact
 from conformance.results import Outcome, Result
@@ -46,18 +55,28 @@ def entry_to_row(entry: dict[str, Any], layer: str) -> dict[str, Any]:
     row["details"] = list(row["details"] or [])
     row["evidence"] = dict(row["evidence"] or {})
     row["blocked"] = list(row["blocked"] or [])
+    row["extra"] = {key: value for key, value in entry.items() if key not in schema.BULLETIN_FIELDS} or None
     return row
 
 
 def row_to_entry(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in schema.BULLETIN_FIELDS}
+    entry = {name: getattr(row, name) for name in schema.BULLETIN_FIELDS}
+    entry.update(row.extra or {})
+    return entry
 
 
-def bulletin_entries(connection: Connection, layer: str | None = None) -> list[dict[str, Any]]:
-    """Every bulletin event, in the order it was written (of one layer, if given)."""
+def bulletin_entries(
+    connection: Connection, layer: str | None = None, bookkeeping: bool = False
+) -> list[dict[str, Any]]:
+    """Every bulletin event, in the order it was written (of one layer, if given).
+
+    ``bookkeeping``: also the ``state`` and ``run`` events that thresholds and flapping fold.
+    """
     query = select(schema.bulletin).order_by(schema.bulletin.c.id)
     if layer is not None:
         query = query.where(schema.bulletin.c.layer == layer)
+    if not bookkeeping:
+        query = query.where(schema.bulletin.c.event.not_in(sorted(events.BOOKKEEPING)))
     return [row_to_entry(row) for row in connection.execute(query)]
 
 
@@ -198,6 +217,7 @@ def record_results(connection: Connection, inventory: Inventory, results: Sequen
             violated=counts[Outcome.VIOLATED],
             broken=counts[Outcome.BROKEN],
             skipped=counts[Outcome.SKIPPED],
+            waived=counts[Outcome.WAIVED],
         )
     )
     rows = [
@@ -297,14 +317,18 @@ def fold_bulletin(
     run: RunInfo,
     reminder_after_hours: float | None,
     after_read: Callable[[], None] | None = None,
+    policy: FlapPolicy | None = None,
+    now: datetime | None = None,
 ) -> BulletinUpdate:
-    """Decide this run's bulletin events from the table's state and append them.
+    """Decide this run's bulletin events from the table's history and append them.
 
     The caller holds the bulletin lock for the whole transaction. ``after_read`` runs
     between the decision and the append: the concurrency tests widen that window with it.
     """
-    state = open_problems(bulletin_entries(connection, layer))
-    new_entries, result = plan_update(state, results, run.run_id, reminder_after_hours, run.complete)
+    history = bulletin_entries(connection, layer, bookkeeping=True)
+    new_entries, result = plan_update(
+        history, results, run.run_id, reminder_after_hours, run.complete, now=now, policy=policy
+    )
     if after_read is not None:
         after_read()
     if new_entries:
@@ -321,6 +345,8 @@ def record_run(
     pending: list[dict[str, Any]] | None = None,
     after_read: Callable[[], None] | None = None,
     lock: bool = True,
+    policy: FlapPolicy | None = None,
+    now: datetime | None = None,
 ) -> BulletinUpdate:
     """The whole run in one transaction; nothing is written unless everything is."""
     layer = inventory.layer.name
@@ -331,7 +357,9 @@ def record_run(
         upsert_inventory(connection, inventory)
         record_results(connection, inventory, results, run)
         update_health_checks(connection, inventory, results, run.run_id)
-        return fold_bulletin(connection, layer, results, run, inventory.bulletin.reminder_after_hours, after_read)
+        return fold_bulletin(
+            connection, layer, results, run, inventory.bulletin.reminder_after_hours, after_read, policy, now
+        )
 
 
 def write_bulletin_file(engine: Engine, path: Path, layer: str) -> int:
@@ -343,11 +371,27 @@ def write_bulletin_file(engine: Engine, path: Path, layer: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
         with engine.connect() as connection:
-            entries = bulletin_entries(connection, layer)
+            entries = bulletin_entries(connection, layer, bookkeeping=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         partial.write_text("".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries), encoding="utf-8")
         partial.replace(path)
     return len(open_problems(entries))
+
+
+def acknowledge_in_db(
+    engine: Engine,
+    fingerprint: str,
+    by: str,
+    reason: str,
+    until: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Record an ``acknowledged`` event in the database's bulletin (the same event as the file's)."""
+    with engine.begin() as connection:
+        lock_bulletin(connection)
+        entry = plan_acknowledgement(bulletin_entries(connection), fingerprint, by, reason, until, now or utc_now())
+        connection.execute(insert(schema.bulletin), [entry_to_row(entry, str(entry.get("layer") or ""))])
+    return entry
 
 
 def import_entries(engine: Engine, entries: Iterable[dict[str, Any]], default_layer: str) -> int:

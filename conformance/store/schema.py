@@ -113,6 +113,7 @@ runs = Table(
     Column("violated", Integer, nullable=False),
     Column("broken", Integer, nullable=False),
     Column("skipped", Integer, nullable=False),
+    Column("waived", Integer, nullable=False, server_default="0"),
 )
 
 results = Table(
@@ -162,8 +163,12 @@ bulletin = Table(
     Column("details", JSON, nullable=False),
     Column("evidence", JSON, nullable=False),
     Column("blocked", JSON, nullable=False),
+    # Every other field of the entry (an acknowledgement's by/reason/until, the evidence
+    # class, flapping's percent, bookkeeping's failing flag ...), so a row and a file line
+    # always carry the same entry, whatever events later versions add.
+    Column("extra", JSON),
     Index("ix_bulletin_fingerprint", "fingerprint"),
 )
 
-# The columns of a bulletin row that are a JSON Lines entry's fields.
-BULLETIN_FIELDS = tuple(column.name for column in bulletin.columns if column.name != "id")
+# The columns of a bulletin row that are a JSON Lines entry's named fields.
+BULLETIN_FIELDS = tuple(column.name for column in bulletin.columns if column.name not in ("id", "extra"))

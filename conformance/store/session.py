@@ -14,6 +14,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,22 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from conformance.bulletin.store import BulletinUpdate, read_entries, update_bulletin
+from conformance.bulletin.flapping import policy_from_inventory
+from conformance.bulletin.store import BulletinUpdate, acknowledge, read_entries, update_bulletin, utc_now
 from conformance.inventory.model import Inventory
 from conformance.redact import redact
 from conformance.results import Result
-from conformance.store.db import StoreError, database_url, describe, make_engine, upgrade, with_password
-from conformance.store.records import RunInfo, record_run, write_bulletin_file
+from conformance.store.db import (
+    DB_ENV,
+    DEFAULT_FILE_NAME,
+    StoreError,
+    database_url,
+    describe,
+    make_engine,
+    upgrade,
+    with_password,
+)
+from conformance.store.records import RunInfo, acknowledge_in_db, record_run, write_bulletin_file
 
 RUNNER_ENV = "CONFORMANCE_RUNNER"
 STORE_FAILURES = (SQLAlchemyError, CommandError, StoreError, OSError)
@@ -76,6 +87,7 @@ def record_session(
     inventory: Inventory,
     results: list[Result],
     run: RunInfo,
+    now: datetime | None = None,
 ) -> StoreOutcome:
     """Record the run in the database and write the bulletin file from it (or without it)."""
     database = "the system database"
@@ -85,7 +97,14 @@ def record_session(
         engine = open_store(url)
         try:
             update = record_run(
-                engine, inventory, results, run, read_entries(bulletin_file), read_entries(pending_path(bulletin_file))
+                engine,
+                inventory,
+                results,
+                run,
+                read_entries(bulletin_file, bookkeeping=True),
+                read_entries(pending_path(bulletin_file), bookkeeping=True),
+                policy=policy_from_inventory(inventory),
+                now=now,
             )
             update.still_open = write_bulletin_file(engine, bulletin_file, inventory.layer.name)
         finally:
@@ -93,12 +112,47 @@ def record_session(
     except STORE_FAILURES as exc:
         error = f"{database}: {failure_text(exc)}"
         update = update_bulletin(
-            bulletin_file, results, run.run_id, inventory.bulletin.reminder_after_hours, complete_run=run.complete
+            bulletin_file,
+            results,
+            run.run_id,
+            inventory.bulletin.reminder_after_hours,
+            complete_run=run.complete,
+            policy=policy_from_inventory(inventory),
+            clock=(lambda: now) if now is not None else utc_now,
         )
         _append(pending_path(bulletin_file), update.entries)
         return StoreOutcome(update, database, error)
     pending_path(bulletin_file).unlink(missing_ok=True)
     return StoreOutcome(update, database)
+
+
+def acknowledge_session(
+    db_option: str | None,
+    bulletin_file: Path,
+    fingerprint: str,
+    by: str,
+    reason: str,
+    until: str | None,
+    secrets: tuple[Any, ...] = (),
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Acknowledge an open problem where the bulletin's state is; return the entry and where.
+
+    A database that was named, or the default SQLite file that runs already keep beside the
+    bulletin, holds the state: the event goes there and the file is written from it, so the
+    next run (which folds the database) sees it. Without a database, the file alone.
+    """
+    url = with_password(database_url(db_option, bulletin_file), secrets)
+    if db_option or os.environ.get(DB_ENV) or (bulletin_file.parent / DEFAULT_FILE_NAME).exists():
+        engine = open_store(url)
+        try:
+            entry = acknowledge_in_db(engine, fingerprint, by, reason, until, now)
+            write_bulletin_file(engine, bulletin_file, str(entry.get("layer") or ""))
+        finally:
+            engine.dispose()
+        return entry, describe(url)
+    clock = (lambda: now) if now is not None else utc_now
+    return acknowledge(bulletin_file, fingerprint, by, reason, until, clock), str(bulletin_file)
 
 
 def _append(path: Path, entries: list[dict[str, Any]]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.bulletin.events import BOOKKEEPING
 from selftest.conftest import PROJECT_ROOT
 from selftest.lab.conftest import lab_skip_reason
 
@@ -28,9 +29,11 @@ class SuiteRun:
     bulletin: Path
 
     def entries(self) -> list[dict]:
+        """The escalations (the bookkeeping that thresholds and flapping fold left out)."""
         if not self.bulletin.exists():
             return []
-        return [json.loads(line) for line in self.bulletin.read_text().splitlines() if line.strip()]
+        lines = [json.loads(line) for line in self.bulletin.read_text().splitlines() if line.strip()]
+        return [entry for entry in lines if entry.get("event") not in BOOKKEEPING]
 
     def outcome_lines(self, word: str) -> list[str]:
         return [line for line in self.output.splitlines() if line.startswith(word + " ")]

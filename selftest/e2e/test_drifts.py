@@ -38,8 +38,10 @@ def test_drift_fails_the_right_contract_then_reset_restores_it(drift, run_suites
     first_entries = run.entries()
     opened = [entry for entry in first_entries if entry["event"] == "opened"]
     assert opened, run.output
-    # One problem, one entry: each opened entry is a distinct root cause, no duplicates.
+    # One problem, one entry: each opened entry is a distinct root cause, no duplicates, and
+    # the drift opens as many as its record says (one change, one entry).
     assert len({entry["fingerprint"] for entry in opened}) == len(opened)
+    assert len(opened) == expect.entries, "\n".join(f"{e['fingerprint']}: {e['summary']}" for e in opened)
     assert any(entry["owner"] == owner for entry in opened), opened
     # After the reset, a second run resolves every entry and opens nothing.
     again = run_suites(*expect.pytest_args, bulletin=bulletin)

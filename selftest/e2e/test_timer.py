@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from conformance.bulletin.events import BOOKKEEPING
+
 pytestmark = pytest.mark.lab
 
 UNIT = "gateway-conformance"
@@ -25,7 +27,8 @@ def _entries() -> list[dict]:
     from lab import lab_exec
 
     completed = lab_exec("mini", ["cat", BULLETIN], timeout=30)
-    return [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+    return [entry for entry in lines if entry.get("event") not in BOOKKEEPING]
 
 
 def _trigger() -> None:

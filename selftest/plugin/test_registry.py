@@ -108,6 +108,7 @@ def test_scopes_of_the_contracts_table_are_marked():
     assert {scope for scope in Scope if scope.from_contracts_table} == {
         Scope.CONTRACT_SERVICE,
         Scope.CONTRACT_PORT,
+        Scope.CONTRACT_LAYER,
         Scope.CONTRACT_EDGE,
     }
 
