@@ -125,6 +125,11 @@ def unit_cause(host: str, unit: str) -> str:
     return f"unit {host}:{unit}"
 
 
+def handle_cause(service: str, handle: str) -> str:
+    """A LiteLLM handle (model name) of one LiteLLM service: where it goes is one router entry."""
+    return f"handle {service}:{handle}"
+
+
 def file_cause(path: str) -> str:
     """A file by its absolute path. Not by host: a parse error met while reading another host's
     file (a route to the Studio read from the Mini) does not know the host, only the path."""

@@ -12,7 +12,7 @@ from conformance.facts.environment import OptiLLMSettings, optillm_settings
 from conformance.facts.routing import ModelGraph
 from conformance.inventory.model import Service
 from conformance.probes import LanRequest
-from conformance.results import Result, broken, env_cause, passed, violated
+from conformance.results import Result, broken, env_cause, handle_cause, passed, violated
 
 
 def judge_forwarding(
@@ -28,16 +28,20 @@ def judge_forwarding(
             ).caused_by(env_cause(service.host, service.name, "OPTILLM_API_KEY"))
         return passed(f"{service.name} only forwards (client: {settings.client})", **evidence)
     if graph is not None:
-        local = [f"{handle}: {target}" for handle, target in graph.local_inference_handles()]
+        local_handles = graph.local_inference_handles()
+        local = [f"{handle}: {target}" for handle, target in local_handles]
         evidence = {"graph": graph.describe()}
         if live is not None:
             evidence["live /model/info"] = live.note
             if live.graph is not None:
                 evidence["live graph"] = live.graph.describe()
-                local.extend(f"live: {handle}: {target}" for handle, target in live.graph.local_inference_handles())
+                live_local = live.graph.local_inference_handles()
+                local.extend(f"live: {handle}: {target}" for handle, target in live_local)
+                local_handles = [*local_handles, *live_local]
         if local:
             problem = f"{service.name} routes handles to inference on the gateway host itself"
-            return violated(problem, *local, **evidence)
+            causes = sorted({handle_cause(service.name, handle) for handle, _ in local_handles})
+            return violated(problem, *local, **evidence).caused_by(*causes)
         return passed(f"every {service.name} handle forwards to the inference tier or through the gateway", **evidence)
     return broken(f"no way to tell how {service.name} serves requests")
 

@@ -40,7 +40,10 @@ API_BASE_HEADER = "x-litellm-model-api-base"
 MODEL_HEADER = "x-litellm-model-name"
 GROUP_HEADER = "x-litellm-model-group"
 FALLBACKS_HEADER = "x-litellm-attempted-fallbacks"
-PARALLEL = 4  # requests in flight at once: a small inference host answers them one by one anyway
+# One request at a time: several handles may end on one single-model inference server, and a
+# local OptiLLM instance may answer concurrent completions with HTTP 500 (seen on the lab),
+# which would make a sound route look unreadable.
+PARALLEL = 1
 
 # Where an address reaches, and whether that is a host of the inventory (routing.endpoint_of).
 Locate = Callable[[str], tuple[str, bool]]

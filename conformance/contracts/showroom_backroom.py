@@ -10,7 +10,7 @@ from conformance.facts.derived import litellm_service, models_present, router_gr
 from conformance.facts.live_models import compare_tables
 from conformance.facts.routing import ModelGraph
 from conformance.probes import LanRequest
-from conformance.results import Result, passed, violated
+from conformance.results import Result, handle_cause, passed, violated
 
 
 def judge_handles(
@@ -19,6 +19,7 @@ def judge_handles(
     live_note: str,
     present: Mapping[str, set[str]],
     live_table: LiveTable | None = None,
+    litellm: str = "litellm-orch",
 ) -> Result:
     """Every handle resolves to a model that a host really serves or holds in its cache.
 
@@ -27,9 +28,12 @@ def judge_handles(
     (or the reverse) is a finding, and its handles must resolve to present models too.
     """
     problems = []
+    bad_handles: set[str] = set()  # the router entries at fault: the cause other contracts may share
     for handle in graph.handles():
         for terminal in graph.terminals(handle):
             endpoint, model = terminal
+            if endpoint not in present or model not in present[endpoint]:
+                bad_handles.add(handle)
             if endpoint not in present:
                 problems.append(
                     f"handle {handle!r} -> {model} at {endpoint}: no declared, live inference endpoint there"
@@ -40,6 +44,7 @@ def judge_handles(
                     f"(present: {', '.join(sorted(present[endpoint])) or 'none'})"
                 )
         for dangling in graph.dangling(handle):
+            bad_handles.add(handle)
             problems.append(f"handle {handle!r} -> {dangling}: no such LiteLLM handle")
     if live_handles is not None:
         for handle in sorted(set(live_handles) - set(graph.handles())):
@@ -65,7 +70,9 @@ def judge_handles(
         ),
     }
     if problems:
-        return violated("LiteLLM has handles for models that are not present on the Mini/Studio", *problems, **evidence)
+        return violated(
+            "LiteLLM has handles for models that are not present on the Mini/Studio", *problems, **evidence
+        ).caused_by(*sorted(handle_cause(litellm, handle) for handle in bad_handles))
     return passed(f"all {len(graph.handles())} handles resolve to models present on their hosts", **evidence)
 
 
@@ -95,7 +102,7 @@ def judge(case: Case) -> Result:
         live_note = f"skipped: master key not in the environment ({record.env if record else MASTER_KEY})"
     hosts = {service.host for service in inventory.services if service.kind == "optillm-local" and service.is_live}
     present = models_present(inventory, {host: case.facts(host) for host in sorted(hosts)})
-    return judge_handles(graph, live_handles, live_note, present, live_table(case, litellm))
+    return judge_handles(graph, live_handles, live_note, present, live_table(case, litellm), litellm.name)
 
 
 CONTRACT = ContractSpec(

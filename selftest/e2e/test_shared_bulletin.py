@@ -25,11 +25,10 @@ RUNNERS = {
     "mini-timer": ["-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider"],
     "ci": ["-m", "pytest", "-n", "auto"],
 }
-EXPOSED = {
-    "gateway/optillm-never-exposed/mini/optillm-proxy/4020",
-    "gateway/port-bound/mini/optillm-proxy/4020",
-    "gateway/clients-call-litellm-only/mini/litellm-orch",
-}
+# One change (the proxy rebound to 0.0.0.0) breaks three contracts through one listener: one
+# incident, led by the most severe contract, listing every contract it breaks.
+EXPOSED = "gateway/optillm-never-exposed/mini/optillm-proxy/4020"
+EXPOSED_CONTRACTS = {"optillm-never-exposed", "port-bound", "clients-call-litellm-only"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -86,7 +85,8 @@ def test_timer_and_ci_open_a_drift_once(lab_env, shared_database, tmp_path):
         runners = {row.id: row.runner for row in connection.execute(select(schema.runs))}
     engine.dispose()
     opened = [entry for entry in entries if entry["event"] == "opened"]
-    assert sorted(entry["fingerprint"] for entry in opened) == sorted(EXPOSED), entries
+    assert [entry["fingerprint"] for entry in opened] == [EXPOSED], entries
+    assert set(opened[0]["contracts"]) == EXPOSED_CONTRACTS, opened
     assert sorted(runners.values()) == ["ci", "mini-timer"]
     assert len({runners[entry["run"]] for entry in opened}) == 1, "whichever runner committed first opened them all"
     for runner in RUNNERS:
