@@ -8,7 +8,7 @@ with that cause instead of a false pass or a false failure.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from conformance.errors import FactUnavailable
@@ -135,6 +135,61 @@ class HostFacts:
             raise FactUnavailable(f"probe {target} was not run")
         return self.probes[target]
 
+    def to_json(self) -> str:
+        """Every fact, as JSON text, for handing a run's snapshot to other processes.
+
+        Not redacted: facts hold environment values (secrets among them) that checks judge,
+        so the text is treated like the secrets themselves (see ``conformance.snapshot``).
+        """
+        return json.dumps(
+            {
+                "host": self.host,
+                "hostname": self.hostname,
+                "os_name": self.os_name,
+                "listeners": None if self.listeners is None else [_listener_data(item) for item in self.listeners],
+                "listeners_error": self.listeners_error,
+                "listeners_source": self.listeners_source,
+                "processes": [[p.pid, p.ppid, p.uid, p.command] for p in self.processes.values()],
+                "units": {name: _unit_data(unit) for name, unit in self.units.items()},
+                "unit_errors": self.unit_errors,
+                "files": {key: _file_data(fact) for key, fact in self.files.items()},
+                "user_homes": self.user_homes,
+                "user_ids": self.user_ids,
+                "account_names": [[uid, name] for uid, name in self.account_names.items()],
+                "packages": self.packages,
+                "hf_caches": self.hf_caches,
+                "probes": {target: _probe_data(probe) for target, probe in self.probes.items()},
+                "problems": self.problems,
+                "commands": self.commands,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HostFacts:
+        data = json.loads(text)
+        listeners = data["listeners"]
+        return cls(
+            host=data["host"],
+            hostname=data["hostname"],
+            os_name=data["os_name"],
+            listeners=None if listeners is None else [_listener_of(item) for item in listeners],
+            listeners_error=data["listeners_error"],
+            listeners_source=data["listeners_source"],
+            processes={pid: Process(pid, ppid, uid, command) for pid, ppid, uid, command in data["processes"]},
+            units={name: _unit_of(item) for name, item in data["units"].items()},
+            unit_errors=dict(data["unit_errors"]),
+            files={key: _file_of(item) for key, item in data["files"].items()},
+            user_homes=dict(data["user_homes"]),
+            user_ids=dict(data["user_ids"]),
+            account_names={int(uid): name for uid, name in data["account_names"]},
+            packages=dict(data["packages"]),
+            hf_caches=dict(data["hf_caches"]),
+            probes={target: ProbeFact(**item) for target, item in data["probes"].items()},
+            problems=list(data["problems"]),
+            commands=int(data["commands"]),
+        )
+
     def descends_from(self, pid: int, ancestor: int) -> bool:
         """Whether ``pid`` is ``ancestor`` or one of its descendants (workers, reloaders)."""
         seen: set[int] = set()
@@ -147,3 +202,51 @@ class HostFacts:
                 return False
             pid = process.ppid
         return False
+
+
+# -- the JSON shapes of the records (explicit: tuples, int keys and slots survive the trip) --
+
+
+def _listener_data(item: Listener) -> dict[str, Any]:
+    return {
+        "address": item.address,
+        "port": item.port,
+        "family": item.family,
+        "dual_stack": item.dual_stack,
+        "process": item.process,
+        "pid": item.pid,
+        "raw": item.raw,
+        "processes": [list(pair) for pair in item.processes],
+        "interface": item.interface,
+        "dual_stack_known": item.dual_stack_known,
+    }
+
+
+def _listener_of(data: dict[str, Any]) -> Listener:
+    processes = tuple((str(name), int(pid)) for name, pid in data.pop("processes"))
+    return Listener(processes=processes, **data)
+
+
+def _unit_data(unit: UnitFact) -> dict[str, Any]:
+    data = asdict(unit)
+    data["argv"] = list(unit.argv)
+    data["environment_files"] = [list(pair) for pair in unit.environment_files]
+    return data
+
+
+def _unit_of(data: dict[str, Any]) -> UnitFact:
+    argv = tuple(data.pop("argv"))
+    files = tuple((str(path), bool(optional)) for path, optional in data.pop("environment_files"))
+    return UnitFact(argv=argv, environment_files=files, **data)
+
+
+def _file_data(fact: FileFact) -> dict[str, Any]:
+    return asdict(fact)
+
+
+def _file_of(data: dict[str, Any]) -> FileFact:
+    return FileFact(**data)
+
+
+def _probe_data(probe: ProbeFact) -> dict[str, Any]:
+    return asdict(probe)
