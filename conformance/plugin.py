@@ -27,6 +27,7 @@ from conformance.contracts import (
 )
 from conformance.errors import InventoryError, RegistryError
 from conformance.inventory.loader import INVENTORY_ENV, load_inventory
+from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
 from conformance.sinks import Sink
@@ -39,9 +40,10 @@ REGISTRY_KEY = pytest.StashKey[Registry]()
 SINKS_KEY = pytest.StashKey[list[Sink]]()
 RESULT_KEY = pytest.StashKey[Result]()
 CASE_KEY = pytest.StashKey[Case]()
-# The controller's up-front gathering: the snapshot handed to workers (None in a
-# single-process run) and the hosts and probes published there.
-PREFETCH_KEY = pytest.StashKey[tuple[Snapshot | None, list[str], bool]]()
+# The controller's up-front gathering: whether it has started, and (under xdist) the
+# private snapshot it publishes for the workers.
+PREFETCH_KEY = pytest.StashKey[bool]()
+SNAPSHOT_KEY = pytest.StashKey[Snapshot]()
 AUTO_WORKERS_KEY = pytest.StashKey[int]()
 
 
@@ -144,9 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Controller(sinks), "conformance-controller")
         _start_gathering(config)
     elif workerinput.get("conformance_snapshot"):
-        published = workerinput["conformance_snapshot"]
-        snapshot = Snapshot(Path(published["dir"]))
-        config.stash[RUNTIME_KEY].read_snapshot(snapshot, published["hosts"], published["probes"])
+        config.stash[RUNTIME_KEY].read_snapshot(Snapshot(Path(workerinput["conformance_snapshot"])))
 
 
 def _distributed(config: pytest.Config) -> bool:
@@ -157,17 +157,32 @@ def _start_gathering(config: pytest.Config) -> None:
     """Controller: gather every selected host and make the LAN probes now, in threads.
 
     Under xdist the results go to a private snapshot the workers read (one SSH connection
-    and one gathering per host per run, whatever the number of workers).
+    and one gathering per host per run, whatever the number of workers). When keywords,
+    markers or paths narrow the run, the plan waits for the collected tests: in this
+    process (``pytest_collection_finish``) or the first worker's (below).
     """
     if not _runs_suites(config) or prefetch.checks_nothing(config):
         return
-    if not prefetch.selection_known_at_configure(config):
-        return  # single-process runs plan from the collected tests; workers gather themselves
-    runtime = config.stash[RUNTIME_KEY]
-    hosts, requests = prefetch.plan_at_configure(config, config.stash[REGISTRY_KEY], runtime)
-    snapshot = Snapshot.create() if _distributed(config) else None
-    config.stash[PREFETCH_KEY] = (snapshot, hosts, bool(requests))
-    runtime.start_prefetch(hosts, requests, publish=snapshot)
+    if _distributed(config):
+        config.stash[SNAPSHOT_KEY] = Snapshot.create()
+    if prefetch.selection_known_at_configure(config):
+        runtime = config.stash[RUNTIME_KEY]
+        _prefetch(config, *prefetch.plan_at_configure(config, config.stash[REGISTRY_KEY], runtime))
+
+
+def _prefetch(config: pytest.Config, hosts: list[str], requests: list[LanRequest]) -> None:
+    config.stash[PREFETCH_KEY] = True
+    config.stash[RUNTIME_KEY].start_prefetch(hosts, requests, publish=config.stash.get(SNAPSHOT_KEY, None))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """xdist controller: the first worker's collection is the run's selection; plan from it."""
+    config = node.config
+    if SNAPSHOT_KEY in config.stash and PREFETCH_KEY not in config.stash:
+        runtime = config.stash[RUNTIME_KEY]
+        cases = prefetch.cases_of_node_ids(config.stash[REGISTRY_KEY], runtime, ids)
+        _prefetch(config, *prefetch.plan(config.stash[REGISTRY_KEY], runtime, cases))
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -192,9 +207,8 @@ def pytest_configure_node(node: Any) -> None:
     """xdist controller hook: every worker shares the controller's run id."""
     config = node.config
     node.workerinput["conformance_run_id"] = config.stash[RUN_ID_KEY]
-    snapshot, hosts, probes = config.stash.get(PREFETCH_KEY, (None, [], False))
-    if snapshot is not None:
-        node.workerinput["conformance_snapshot"] = {"dir": str(snapshot.path), "hosts": hosts, "probes": probes}
+    if SNAPSHOT_KEY in config.stash:
+        node.workerinput["conformance_snapshot"] = str(config.stash[SNAPSHOT_KEY].path)
     node.workerinput["conformance_options"] = {
         "allure_report_dir": getattr(config.option, "allure_report_dir", None),
         # Only the controller cleans the results folder, once, before any worker starts.
@@ -206,9 +220,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is not None:
         runtime.close()
-    snapshot = config.stash.get(PREFETCH_KEY, (None, [], False))[0]
-    if snapshot is not None:
-        snapshot.remove()
+    if SNAPSHOT_KEY in config.stash:
+        config.stash[SNAPSHOT_KEY].remove()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -281,9 +294,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if getattr(config.option, "dist", "no") != "no" or PREFETCH_KEY in config.stash:
         return  # the controller of an xdist run executes no test itself; or gathering started
     cases = [case for item in session.items if (case := _case_of(item)) is not None]
-    hosts, requests = prefetch.plan(config.stash[REGISTRY_KEY], runtime, cases)
-    config.stash[PREFETCH_KEY] = (None, hosts, bool(requests))
-    runtime.start_prefetch(hosts, requests)
+    _prefetch(config, *prefetch.plan(config.stash[REGISTRY_KEY], runtime, cases))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from conformance.contracts import cases_of
 from conformance.probes import LanRequest
 
 if TYPE_CHECKING:
@@ -64,6 +65,21 @@ def plan(registry: Registry, runtime: Runtime, cases: Iterable[Case]) -> tuple[l
             except Exception:  # noqa: BLE001, S112 - the check itself reports what its plan could not
                 continue
     return runtime.hosts_to_gather(sorted(hosts)), list(dict.fromkeys(requests))
+
+
+def cases_of_node_ids(registry: Registry, runtime: Runtime, ids: Iterable[str]) -> list[Case]:
+    """The cases behind collected test ids (``path::test_<contract>[<case id>]``).
+
+    The xdist controller collects nothing itself; its workers report the ids they collected.
+    """
+    known = {(spec.test_name, case.id): case for spec in registry for case in cases_of(spec, runtime.inventory)}
+    cases = []
+    for node_id in ids:
+        name, _, rest = node_id.rpartition("::")[2].partition("[")
+        case = known.get((name, rest[:-1])) if rest.endswith("]") else None
+        if case is not None:
+            cases.append(case)
+    return cases
 
 
 def plan_at_configure(

@@ -30,6 +30,9 @@ from conformance.transport.connection import ConnectionPool
 RUN_ID_ENV = "CONFORMANCE_RUN_ID"
 # Hosts gathered (and probes made) at once; SSH handshakes are partly CPU-bound.
 PREFETCH_THREADS = 32
+# A worker waits this long, at most, for the controller's plan (written when the first
+# worker has collected, before any test is scheduled; normally already there).
+SNAPSHOT_PLAN_WAIT = 30.0
 
 
 def related_hosts(inventory: Inventory, host: str) -> list[str]:
@@ -69,11 +72,13 @@ class Runtime:
     _related_started: set[str] = field(default_factory=set, init=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    # A worker's view of the controller's snapshot: the hosts and whether the LAN probes
-    # are published there (read, never gathered again, unless they fail to appear in time).
+    # A worker's view of the controller's snapshot: its plan (the hosts, and whether the LAN
+    # probes are published there) is read once, on first need; what it names is read, never
+    # gathered again, unless it fails to appear in time.
     snapshot: Snapshot | None = field(default=None, init=False)
     snapshot_hosts: frozenset[str] = field(default=frozenset(), init=False)
     snapshot_probes: bool = field(default=False, init=False)
+    _snapshot_plan_read: bool = field(default=False, init=False)
     _snapshot_probes_read: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +94,8 @@ class Runtime:
         self._start_related(host)
         with self._host_lock(f"facts:{host}"):
             cached = self._facts.get(host)
-            if cached is None and self.snapshot is not None and host in self.snapshot_hosts:
+            if cached is None and self.snapshot is not None and host in self._snapshot_plan()[0]:
+                assert self.snapshot is not None  # narrowed again: reading the plan may drop it
                 cached = self.snapshot.read_facts(host, self._snapshot_wait(host))
                 if isinstance(cached, HostUnavailable):
                     self._note_unavailable(host, cached)
@@ -122,11 +128,21 @@ class Runtime:
         ssh = self.inventory.host(host).ssh
         return ssh.connect_timeout + 2 * ssh.command_timeout + 10.0
 
-    def read_snapshot(self, snapshot: Snapshot, hosts: list[str], probes: bool) -> None:
+    def read_snapshot(self, snapshot: Snapshot) -> None:
         """Workers: take facts and LAN probes from the controller's snapshot (see ``snapshot``)."""
         self.snapshot = snapshot
-        self.snapshot_hosts = frozenset(hosts)
-        self.snapshot_probes = probes
+
+    def _snapshot_plan(self) -> tuple[frozenset[str], bool]:
+        """The snapshot's plan; the controller writes it before any test is scheduled."""
+        with self._host_lock("snapshot:plan"):
+            if not self._snapshot_plan_read and self.snapshot is not None:
+                self._snapshot_plan_read = True
+                plan = self.snapshot.read_plan(SNAPSHOT_PLAN_WAIT)
+                if plan is None:
+                    self.snapshot = None  # nothing will be published: gather here
+                else:
+                    self.snapshot_hosts, self.snapshot_probes = frozenset(plan[0]), plan[1]
+            return self.snapshot_hosts, self.snapshot_probes
 
     def _load_snapshot_probes(self) -> None:
         with self._host_lock("snapshot:probes"):
@@ -156,6 +172,9 @@ class Runtime:
         threads are daemons: a run never waits at exit for a host it did not check.
         """
         gate = threading.BoundedSemaphore(PREFETCH_THREADS)
+        if publish is not None:
+            with contextlib.suppress(OSError):
+                publish.write_plan(hosts, bool(requests))
 
         def gather_host(host: str) -> None:
             with gate:
@@ -256,7 +275,7 @@ class Runtime:
 
     def lan(self, request: LanRequest) -> ProbeResult:
         """One probe from the LAN vantage, made at most once per run (see ``probe``)."""
-        if self.snapshot_probes and not self._snapshot_probes_read:
+        if self.snapshot is not None and not self._snapshot_probes_read and self._snapshot_plan()[1]:
             self._load_snapshot_probes()
         headers: dict[str, str] | None = None
         if request.secret is not None:

@@ -27,6 +27,7 @@ from conformance.probes import ProbeResult
 
 POLL_SECONDS = 0.01
 PROBES_FILE = "lan-probes.json"
+PLAN_FILE = "plan.json"
 
 
 def probe_to_data(result: ProbeResult) -> dict[str, Any]:
@@ -77,6 +78,17 @@ class Snapshot:
 
     def write_facts(self, host: str, facts: HostFacts | HostUnavailable) -> None:
         self._write(self._host_file(host), facts_to_json(facts))
+
+    def write_plan(self, hosts: list[str], probes: bool) -> None:
+        """What will be published: these hosts' facts, and the LAN probes if ``probes``."""
+        self._write(self.path / PLAN_FILE, json.dumps({"hosts": hosts, "probes": probes}))
+
+    def read_plan(self, seconds: float) -> tuple[list[str], bool] | None:
+        text = self._wait_for(self.path / PLAN_FILE, seconds)
+        if text is None:
+            return None
+        data = json.loads(text)
+        return list(data["hosts"]), bool(data["probes"])
 
     def write_probes(self, probes: dict[str, ProbeResult], unreachable: dict[str, str]) -> None:
         data = {"probes": {key: probe_to_data(value) for key, value in probes.items()}, "unreachable": unreachable}

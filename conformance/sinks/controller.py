@@ -78,6 +78,9 @@ class BulletinSink(BaseSink):
         self.config = config
         self.results: list[Result] = []
         self.update: BulletinUpdate | None = None
+        # Tests that ended without a judgement (a worker killed mid-test, an error outside
+        # the check): their subjects are unknown this run, so nothing may be retired.
+        self.unjudged: list[str] = []
 
     def on_result(self, result: Result, report: pytest.TestReport) -> None:
         self.results.append(result)
@@ -85,7 +88,9 @@ class BulletinSink(BaseSink):
     def on_finish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.results:
             return
-        complete = exitstatus in (0, 1) and not session.shouldstop and whole_inventory(self.config)
+        complete = (
+            exitstatus in (0, 1) and not session.shouldstop and not self.unjudged and whole_inventory(self.config)
+        )
         try:
             self.update = update_bulletin(
                 self.path, self.results, self.run_id, self.reminder_after_hours, complete_run=complete
@@ -151,9 +156,12 @@ class Controller:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        result = result_of(report)
+        if report.failed and result is None:
+            # xdist reports a crashed worker's test as failed, phase "???", with no Result.
+            self.sink(BulletinSink).unjudged.append(report.nodeid)
         if report.when != "call":
             return
-        result = result_of(report)
         if result is not None:
             for sink in self.sinks:
                 sink.on_result(result, report)

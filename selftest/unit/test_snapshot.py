@@ -85,8 +85,9 @@ def test_snapshot_is_private_and_removed_at_the_end():
         snapshot.write_facts("mini", mini_facts())
         snapshot.write_facts("studio", HostUnavailable("studio", "timeout", "SSH timed out after 5 s"))
         snapshot.write_probes({"GET x": ProbeResult("x", True, 200, "{}", {}, milliseconds=1.0)}, {"a": "timeout"})
+        snapshot.write_plan(["mini", "studio"], probes=True)
         files = list(snapshot.path.iterdir())
-        assert len(files) == 3
+        assert len(files) == 4
         assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
         assert not any("mini" in path.name or path.name.endswith(".part") for path in files)
         assert snapshot.read_facts("mini", 0) == mini_facts()
@@ -125,6 +126,7 @@ def test_controller_publishes_what_it_gathered(lab_inventory, tmp_path):
         assert snapshot.read_facts("mini", 0) == mini_facts()
         assert isinstance(snapshot.read_facts("studio", 0), HostUnavailable)
         assert snapshot.read_probes(0) == ({}, {})
+        assert snapshot.read_plan(0) == (["mini", "studio"], False)
     finally:
         snapshot.remove()
         controller.close()
@@ -145,7 +147,8 @@ def test_worker_reads_the_snapshot_and_never_connects(lab_inventory, tmp_path):
         snapshot.write_probes({request.key: answer}, {"198.51.100.11": down.cause})
         original.use_facts("mini", mini_facts())
         original.use_facts("studio", down)
-        worker.read_snapshot(snapshot, ["mini", "studio"], probes=True)
+        snapshot.write_plan(["mini", "studio"], probes=True)
+        worker.read_snapshot(snapshot)
         assert worker.facts("mini") == mini_facts()
         with pytest.raises(HostUnavailable, match="timed out"):
             worker.facts("studio")
@@ -173,3 +176,20 @@ def test_worker_reads_the_snapshot_and_never_connects(lab_inventory, tmp_path):
 def _bound(case, runtime):
     case.runtime = runtime
     return case
+
+
+def test_a_worker_without_a_plan_gathers_itself(lab_inventory, tmp_path, monkeypatch):
+    """No plan in time (the controller could not write it): the snapshot is dropped, not waited on."""
+    import conformance.runtime
+
+    monkeypatch.setattr(conformance.runtime, "SNAPSHOT_PLAN_WAIT", 0.05)
+    snapshot = Snapshot.create()
+    worker = Runtime(lab_inventory, AuditLog(tmp_path / "audit.jsonl", "test"))
+    try:
+        snapshot.write_facts("mini", mini_facts())  # facts, but no plan naming them
+        worker.read_snapshot(snapshot)
+        assert worker._snapshot_plan() == (frozenset(), False)
+        assert worker.snapshot is None
+    finally:
+        snapshot.remove()
+        worker.close()
