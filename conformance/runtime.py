@@ -16,16 +16,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conformance.errors import HostUnavailable, ParseError
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
-from conformance.probes import LanRequest, ProbeResult, http_get, tcp_connect
+from conformance.probes import LanRequest, ProbeResult, close_client, http_get, tcp_connect
 from conformance.redact import Secret, redact, register_secret_env
 from conformance.snapshot import Snapshot
 from conformance.transport.audit import AuditLog
-from conformance.transport.connection import ConnectionPool
+
+if TYPE_CHECKING:
+    from conformance.transport.connection import ConnectionPool
 
 RUN_ID_ENV = "CONFORMANCE_RUN_ID"
 # Hosts gathered (and probes made) at once; SSH handshakes are partly CPU-bound.
@@ -62,7 +65,7 @@ class Runtime:
     inventory: Inventory
     audit: AuditLog
     options: RunOptions = field(default_factory=RunOptions)
-    pool: ConnectionPool = field(init=False)
+    _pool: ConnectionPool | None = field(default=None, init=False)
     _facts: dict[str, HostFacts | HostUnavailable] = field(default_factory=dict, init=False)
     _probes: dict[str, ProbeResult] = field(default_factory=dict, init=False)
     # Addresses known to be down (SSH timed out or had no route, or a probe had no route):
@@ -82,8 +85,17 @@ class Runtime:
     _snapshot_probes_read: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.pool = ConnectionPool(self.audit)
         register_secret_env(secret.env for secret in self.inventory.secrets)
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The SSH connections, made on first need (paramiko is imported then, not before)."""
+        with self._lock:
+            if self._pool is None:
+                from conformance.transport.connection import ConnectionPool
+
+                self._pool = ConnectionPool(self.audit)
+            return self._pool
 
     def _host_lock(self, key: str) -> threading.Lock:
         with self._lock:
@@ -301,4 +313,6 @@ class Runtime:
         return Secret(value) if value else None
 
     def close(self) -> None:
-        self.pool.close_all()
+        if self._pool is not None:
+            self._pool.close_all()
+        close_client()
