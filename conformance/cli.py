@@ -1,8 +1,10 @@
 """`conformance ...`: the command line.
 
 conformance inventory check PATH [--site FILE]   validate an inventory, list every problem
+conformance inventory diff DOC [--inventory PATH] the owners' document vs the inventory, both ways
 conformance run [PYTEST ARGS...]                  the main job: the suites with -n auto
-conformance bulletin [--json] [--file PATH]       open bulletin entries
+conformance bulletin [--json] [--file PATH] [--db URL]   open bulletin entries
+conformance db upgrade|status|import-bulletin     the system database
 conformance report                                HTML report from the Allure results
 conformance lab ...                               the local test hosts (root, Linux)
 """
@@ -20,6 +22,8 @@ from pathlib import Path
 from conformance.bulletin.store import open_problems, read_entries
 from conformance.errors import InventoryError
 from conformance.inventory.loader import load_inventory
+from conformance.store import cli as store_cli
+from conformance.store.session import STORE_FAILURES, failure_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXIT_USAGE = 2
@@ -47,12 +51,41 @@ def _inventory_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bulletin(args: argparse.Namespace) -> int:
-    path = Path(args.file or os.environ.get("CONFORMANCE_BULLETIN") or PROJECT_ROOT / "reports" / "bulletin.jsonl")
+def _inventory_diff(args: argparse.Namespace) -> int:
+    """Exit 0 when the document and the inventory agree, 1 on any finding, 2 if unreadable."""
+    from conformance.inventory.diff import diff_document, render
+    from conformance.inventory.document import DocumentError, load_document
+    from conformance.inventory.loader import load_located_inventory
+
+    inventory_path = (
+        args.inventory or os.environ.get("CONFORMANCE_INVENTORY") or PROJECT_ROOT / "inventory" / "gateway.yaml"
+    )
     try:
-        problems = open_problems(read_entries(path))
-    except ValueError as exc:
-        print(f"conformance bulletin: {exc}", file=sys.stderr)
+        document = load_document(args.document)
+        inventory, source = load_located_inventory(inventory_path, args.site)
+    except (DocumentError, InventoryError, OSError) as exc:
+        print(f"conformance inventory diff: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    findings = diff_document(document, inventory, source)
+    if not findings:
+        print(f"{args.document} and {inventory_path} agree")
+        return 0
+    print(render(findings))
+    print(f"{len(findings)} disagreement(s) between {args.document} and {inventory_path}")
+    return 1
+
+
+def _bulletin(args: argparse.Namespace) -> int:
+    path: Path | str = Path(
+        args.file or os.environ.get("CONFORMANCE_BULLETIN") or PROJECT_ROOT / "reports" / "bulletin.jsonl"
+    )
+    try:
+        if store_cli.configured(args.db):  # a system database named: it holds the bulletin's state
+            problems, path = store_cli.open_entries_from(args.db)
+        else:
+            problems = open_problems(read_entries(Path(path)))
+    except (ValueError, *STORE_FAILURES) as exc:
+        print(f"conformance bulletin: {failure_text(exc)}", file=sys.stderr)
         return 1
     rows = sorted(problems.values(), key=lambda problem: problem.opened["time"])
     if args.json:
@@ -164,11 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = inventory_sub.add_parser("check", help="validate an inventory and print every problem")
     check.add_argument("path")
     check.add_argument("--site", default=None, help="site override file to apply")
+    diff = inventory_sub.add_parser("diff", help="compare the owners' document (gateway-layer.md) with the inventory")
+    diff.add_argument("document", help="the owners' document, e.g. docs/gateway-layer.md")
+    diff.add_argument("--inventory", default=None, help="inventory file (default: inventory/gateway.yaml)")
+    diff.add_argument("--site", default=None, help="site override file to apply")
     run = sub.add_parser("run", help="run the suites (pytest -n auto); against the lab if no site is given")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER)
     bulletin = sub.add_parser("bulletin", help="print the open bulletin entries")
     bulletin.add_argument("--json", action="store_true")
     bulletin.add_argument("--file", default=None)
+    bulletin.add_argument(
+        "--db", default=None, metavar="URL", help="read the system database (default: $CONFORMANCE_DB)"
+    )
     contracts = sub.add_parser("contracts", help="list the registered contracts (id, suite, scope, statement)")
     contracts.add_argument(
         "--write-readmes", action="store_true", help="regenerate tests_*/README.md from the registry"
@@ -179,13 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli import add_lab_parser  # the lab is its own package; `conformance lab` delegates to it
 
     add_lab_parser(sub)
+    store_cli.add_db_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "inventory":
-        return _inventory_check(args)
+        return _inventory_diff(args) if args.inventory_command == "diff" else _inventory_check(args)
     if args.command == "bulletin":
         return _bulletin(args)
     if args.command == "run":
@@ -198,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         from lab.cli import run_lab_command
 
         return run_lab_command(args)
+    if args.command == "db":
+        return store_cli.run_db_command(args)
     return EXIT_USAGE
 
 

@@ -63,6 +63,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--site", default=None, help="site override YAML (default: $CONFORMANCE_SITE)")
     group.addoption("--bulletin", default=None, help="bulletin JSON Lines file (default: reports/bulletin.jsonl)")
     group.addoption(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="system database URL, e.g. postgresql://user@host/db (default: $CONFORMANCE_DB or SQLite in reports/)",
+    )
+    group.addoption(
         "--conformance-host",
         action="append",
         default=[],

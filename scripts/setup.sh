@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the harness and its lab need on a fresh Debian/Ubuntu machine:
 # the project's virtualenv with its dependencies and, as root, the Debian packages the lab
-# uses (systemd-nspawn, debootstrap, ssh client). Idempotent and quick when already done.
+# uses (systemd-nspawn, debootstrap, ssh client) and PostgreSQL for the store's tests. Idempotent and quick when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,8 @@ if [ "$(id -u)" = 0 ] && [ "$(uname -s)" = Linux ]; then
     command -v chromium >/dev/null || missing+=(chromium)
     command -v java >/dev/null || missing+=(default-jre-headless)
     command -v npm >/dev/null || missing+=(npm)
+    # The store's tests start a throwaway PostgreSQL cluster from Debian's binaries.
+    compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing Debian packages: ${missing[*]}"
         apt-get update -qq

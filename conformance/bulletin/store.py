@@ -109,6 +109,8 @@ class BulletinUpdate:
     resolved: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     still_open: int = 0
+    # The entries this update appended, in order.
+    entries: list[dict[str, Any]] = field(default_factory=list)
 
 
 def update_bulletin(
@@ -118,11 +120,34 @@ def update_bulletin(
     reminder_after_hours: float | None,
     complete_run: bool = False,
 ) -> BulletinUpdate:
-    """Fold this run's results into the bulletin; one entry per root cause.
+    """Fold this run's results into the bulletin file; one entry per root cause.
 
     ``complete_run``: this run checked the whole inventory (nothing deselected), so an open
     entry whose check did not run at all no longer exists (the inventory changed): it is
     resolved as retired rather than left open for ever.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock_for(path):
+        repair_torn_tail(path)
+        state = open_problems(read_entries(path))
+        new_entries, update = plan_update(state, results, run_id, reminder_after_hours, complete_run)
+        if new_entries:
+            append_records(path, [json.dumps(entry, sort_keys=True) for entry in new_entries])
+        update.still_open = len(open_problems(read_entries(path)))
+    return update
+
+
+def plan_update(
+    state: dict[str, OpenProblem],
+    results: list[Result],
+    run_id: str,
+    reminder_after_hours: float | None,
+    complete_run: bool = False,
+) -> tuple[list[dict[str, Any]], BulletinUpdate]:
+    """The entries this run appends, given the open problems before it (no I/O).
+
+    The caller holds whatever makes ``state`` current until the entries are written (the
+    file lock, or a database transaction), so that two runs never open one problem twice.
     """
     roots: dict[str, Result] = {}
     blocked: dict[str, list[str]] = {}
@@ -144,46 +169,38 @@ def update_bulletin(
             sample = next(r for r in results if r.subject and r.subject.fingerprint == dependents[0])
             roots[blocker] = replace(sample, blocked_by=None)
     update = BulletinUpdate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _lock_for(path):
-        repair_torn_tail(path)
-        state = open_problems(read_entries(path))
-        new_entries: list[dict[str, Any]] = []
-        for fingerprint, result in sorted(roots.items()):
-            dependents = blocked.get(fingerprint, [])
-            if fingerprint not in state:
-                new_entries.append(_entry("opened", result, run_id, dependents, fingerprint))
-                update.opened.append(fingerprint)
-            elif (
-                reminder_after_hours is not None
-                and _hours_since(state[fingerprint].last["time"]) >= reminder_after_hours
-            ):
-                new_entries.append(_entry("reminder", result, run_id, dependents, fingerprint))
-                update.reminded.append(fingerprint)
-        seen = {result.subject.fingerprint for result in results if result.subject} | set(roots)
-        retired = sorted(set(state) - seen) if complete_run else []
-        for fingerprint in sorted(passed) + retired:
-            if fingerprint in state and fingerprint not in roots:
-                why = "resolved" if fingerprint in passed else "retired (the check is no longer in the inventory)"
-                entry = dict(state[fingerprint].opened)
-                entry.update(
-                    {
-                        "time": _now(),
-                        "run": run_id,
-                        "event": "resolved",
-                        "outcome": "passed",
-                        "summary": f"{why}: {state[fingerprint].opened.get('summary', '')}"[:500],
-                        "evidence": {},
-                        "details": [],
-                        "blocked": [],
-                    }
-                )
-                new_entries.append(entry)
-                update.resolved.append(fingerprint)
-        if new_entries:
-            append_records(path, [json.dumps(entry, sort_keys=True) for entry in new_entries])
-        update.still_open = len(open_problems(read_entries(path)))
-    return update
+    new_entries: list[dict[str, Any]] = []
+    for fingerprint, result in sorted(roots.items()):
+        dependents = blocked.get(fingerprint, [])
+        if fingerprint not in state:
+            new_entries.append(_entry("opened", result, run_id, dependents, fingerprint))
+            update.opened.append(fingerprint)
+        elif reminder_after_hours is not None and _hours_since(state[fingerprint].last["time"]) >= reminder_after_hours:
+            new_entries.append(_entry("reminder", result, run_id, dependents, fingerprint))
+            update.reminded.append(fingerprint)
+    seen = {result.subject.fingerprint for result in results if result.subject} | set(roots)
+    retired = sorted(set(state) - seen) if complete_run else []
+    for fingerprint in sorted(passed) + retired:
+        if fingerprint in state and fingerprint not in roots:
+            why = "resolved" if fingerprint in passed else "retired (the check is no longer in the inventory)"
+            entry = dict(state[fingerprint].opened)
+            entry.update(
+                {
+                    "time": _now(),
+                    "run": run_id,
+                    "event": "resolved",
+                    "outcome": "passed",
+                    "summary": f"{why}: {state[fingerprint].opened.get('summary', '')}"[:500],
+                    "evidence": {},
+                    "details": [],
+                    "blocked": [],
+                }
+            )
+            new_entries.append(entry)
+            update.resolved.append(fingerprint)
+    update.still_open = len(state) + len(update.opened) - len(update.resolved)
+    update.entries = new_entries
+    return new_entries, update
 
 
 def _lock_for(path: Path) -> FileLock:

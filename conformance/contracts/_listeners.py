@@ -26,4 +26,9 @@ def declared_endpoints(bind: str) -> set[tuple[str, str]]:
 
 
 def describe(listeners: list[Listener]) -> str:
-    return "\n".join(listener.raw for listener in listeners) or "(none)"
+    """The tool's own lines for these sockets, each followed by what could not be learnt about it."""
+    lines: list[str] = []
+    for listener in listeners:
+        lines.append(listener.raw)
+        lines.extend(f"  note: {note}" for note in listener.notes)
+    return "\n".join(lines) or "(none)"

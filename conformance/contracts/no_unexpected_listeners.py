@@ -24,14 +24,16 @@ def judge_listeners(host: Host, inventory: Inventory, facts: HostFacts) -> Resul
         )
         if not allowed:
             strays.append(listener)
+    notes = {"not known": "\n".join(facts.listeners_notes)} if facts.listeners_notes else {}
     if strays:
         names = ", ".join(f"{item.bind_text()}:{item.port} ({item.process or 'unknown process'})" for item in strays)
         return violated(
-            f"{host.name} has listeners the inventory does not declare: {names}", **{"undeclared": describe(strays)}
+            f"{host.name} has listeners the inventory does not declare: {names}",
+            **{"undeclared": describe(strays), **notes},
         )
     return passed(
         f"every non-loopback listener on {host.name} is declared or allowed",
-        **{"listening": describe([item for item in listeners if not item.is_loopback_only()])},
+        **{"listening": describe([item for item in listeners if not item.is_loopback_only()]), **notes},
     )
 
 

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from conformance.contracts._live_table import MASTER_KEY, LiveTable, live_table, model_info_request
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.derived import litellm_service, models_present, router_graph
+from conformance.facts.live_models import compare_tables
 from conformance.facts.routing import ModelGraph
 from conformance.probes import LanRequest
 from conformance.results import Result, passed, violated
 
-MASTER_KEY = "litellm-master-key"
-
 
 def judge_handles(
-    graph: ModelGraph, live_handles: list[str] | None, live_note: str, present: Mapping[str, set[str]]
+    graph: ModelGraph,
+    live_handles: list[str] | None,
+    live_note: str,
+    present: Mapping[str, set[str]],
+    live_table: LiveTable | None = None,
 ) -> Result:
     """Every handle resolves to a model that a host really serves or holds in its cache.
 
     ``present`` maps "host:port" of each live inference endpoint to the models found there.
+    ``live_table`` is LiteLLM's /model/info: a handle it has that the files do not explain
+    (or the reverse) is a finding, and its handles must resolve to present models too.
     """
     problems = []
     for handle in graph.handles():
@@ -38,9 +44,22 @@ def judge_handles(
     if live_handles is not None:
         for handle in sorted(set(live_handles) - set(graph.handles())):
             problems.append(f"handle {handle!r} is served live by /v1/models but is not in router.yaml")
+    live_evidence: dict[str, str] = {}
+    if live_table is not None:
+        live_evidence["live /model/info"] = live_table.note
+        if live_table.graph is not None:
+            problems.extend(compare_tables(graph, live_table.graph))
+            live_evidence["live graph"] = live_table.graph.describe()
+            for handle in live_table.graph.handles():
+                for endpoint, model in live_table.graph.terminals(handle):
+                    if endpoint in present and model not in present[endpoint]:
+                        problems.append(
+                            f"live handle {handle!r} -> {model} at {endpoint}: that model is not present there"
+                        )
     evidence = {
         "graph": graph.describe(),
         "live /v1/models": live_note,
+        **live_evidence,
         "present": "\n".join(
             f"{endpoint}: {', '.join(sorted(models)) or '(none)'}" for endpoint, models in sorted(present.items())
         ),
@@ -51,17 +70,11 @@ def judge_handles(
 
 
 def _models_request(case: Case) -> LanRequest | None:
-    litellm = litellm_service(case.inventory, case.service)
-    address = case.inventory.host(litellm.host).address
-    if not address or case.bound.secret(MASTER_KEY) is None:
-        return None
-    port = next(port for port in case.inventory.ports_of(litellm.name) if port.state == "active")
-    return LanRequest(address, port.port, "/v1/models", MASTER_KEY)
+    return model_info_request(case, "/v1/models")
 
 
 def lan_probes(case: Case) -> Sequence[LanRequest]:
-    request = _models_request(case)
-    return (request,) if request else ()
+    return tuple(request for request in (_models_request(case), model_info_request(case)) if request)
 
 
 def judge(case: Case) -> Result:
@@ -82,7 +95,7 @@ def judge(case: Case) -> Result:
         live_note = f"skipped: master key not in the environment ({record.env if record else MASTER_KEY})"
     hosts = {service.host for service in inventory.services if service.kind == "optillm-local" and service.is_live}
     present = models_present(inventory, {host: case.facts(host) for host in sorted(hosts)})
-    return judge_handles(graph, live_handles, live_note, present)
+    return judge_handles(graph, live_handles, live_note, present, live_table(case, litellm))
 
 
 CONTRACT = ContractSpec(
@@ -93,5 +106,7 @@ CONTRACT = ContractSpec(
     lan_probes=lan_probes,
     statement="Showroom/backroom rule: only models present on Mini/Studio get handles.",
     rule="Every LiteLLM handle resolves to a live, declared inference endpoint whose HF cache holds the model "
-    "completely and which is configured to serve it; LiteLLM's live /v1/models lists no handle the config lacks.",
+    "completely and which is configured to serve it; LiteLLM's live /v1/models lists no handle the config lacks, "
+    "and its live /model/info table has exactly the handles router.yaml explains, each resolving to a present "
+    "model.",
 )

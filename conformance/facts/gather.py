@@ -13,17 +13,15 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from conformance.facts import macos_listeners
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
-    Listener,
     ParseError,
     parse_environment_files_property,
     parse_environment_property,
     parse_exec_start,
     parse_launchctl_print,
-    parse_lsof,
-    parse_netstat_macos,
     parse_plist,
     parse_ss,
     parse_systemctl_show_many,
@@ -323,27 +321,26 @@ def _read_processes(facts: HostFacts, result: CommandResult) -> None:
 
 def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) -> None:
     primary = results[0]
-    facts.listeners_source = primary.command
     if not primary.ok:
         facts.listeners_error = f"{primary.command} failed (exit {primary.exit_code}): {primary.stderr.strip()[:300]}"
         return
     try:
         if host.os == "linux":
             facts.listeners = parse_ss(primary.stdout)
-        else:
-            listeners = parse_lsof(primary.stdout)
-            # lsof cannot tell a dual-stack socket from a v6-only one; netstat can (tcp46).
-            if len(results) > 1 and results[1].ok:
-                dual = {(item.port, item.pid) for item in parse_netstat_macos(results[1].stdout) if item.dual_stack}
-                listeners = [_with_dual_stack(item, (item.port, item.pid) in dual) for item in listeners]
-            facts.listeners = listeners
+            return
+        # lsof is the primary source; netstat only enriches it (see macos_listeners).
+        secondary = results[1] if len(results) > 1 else None
+        netstat_text = secondary.stdout if secondary is not None and secondary.ok else None
+        problem = (
+            f"{secondary.command} failed (exit {secondary.exit_code})"
+            if secondary is not None and not secondary.ok
+            else None
+        )
+        combined = macos_listeners.combine(primary.stdout, netstat_text, problem)
+        facts.listeners = combined.listeners
+        facts.listeners_notes = combined.notes
     except ParseError as exc:
         facts.listeners_error = str(exc)
-
-
-def _with_dual_stack(listener: Listener, dual: bool) -> Listener:
-    # netstat's tcp46 is the authority lsof lacks: that socket also accepts IPv4.
-    return replace(listener, dual_stack=True, dual_stack_known=True) if dual else listener
 
 
 def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[CommandResult]) -> None:

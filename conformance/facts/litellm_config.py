@@ -437,21 +437,6 @@ def effective_api_base(
     return None, f"no api_base: {provider}'s public API", False
 
 
-def load_litellm_config(text: str, path: str, env: Mapping[str, str], read: Reader | None = None) -> LiteLLMConfig:
-    """Parse, include, resolve and tabulate a LiteLLM config. Raises FactUnavailable when LiteLLM
-    itself could not load it (then nothing can be said about its routes)."""
-    try:
-        root = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise FactUnavailable(f"{path} is not valid YAML: {exc}") from None
-    if root is None:
-        raise FactUnavailable(f"{path} is empty: LiteLLM refuses to start ('Config cannot be None or Empty', L5615)")
-    if not isinstance(root, dict):
-        raise FactUnavailable(f"{path} is not a YAML mapping")
-    merged, files = resolve_includes(root, path, read or (lambda _path: None))
-    return tabulate(merged, env, files)
-
-
 def tabulate(config: Mapping[str, Any], env: Mapping[str, str], files: list[str] | None = None) -> LiteLLMConfig:
     unset: set[str] = set()
     sections = {key: value for key, value in config.items() if key != "model_list"}

@@ -8,7 +8,7 @@ with that cause instead of a false pass or a false failure.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from conformance.errors import FactUnavailable
@@ -101,7 +101,7 @@ class HostFacts:
     os_name: str | None = None
     listeners: list[Listener] | None = None
     listeners_error: str | None = None
-    listeners_source: str = ""
+    listeners_notes: list[str] = field(default_factory=list)  # enrichment that could not be done
     processes: dict[int, Process] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
     unit_errors: dict[str, str] = field(default_factory=dict)
@@ -140,55 +140,40 @@ class HostFacts:
 
         Not redacted: facts hold environment values (secrets among them) that checks judge,
         so the text is treated like the secrets themselves (see ``conformance.snapshot``).
+        Field by field, so a field added later travels too (a type JSON cannot hold fails
+        loudly here rather than arriving changed).
         """
-        return json.dumps(
-            {
-                "host": self.host,
-                "hostname": self.hostname,
-                "os_name": self.os_name,
-                "listeners": None if self.listeners is None else [_listener_data(item) for item in self.listeners],
-                "listeners_error": self.listeners_error,
-                "listeners_source": self.listeners_source,
-                "processes": [[p.pid, p.ppid, p.uid, p.command] for p in self.processes.values()],
-                "units": {name: _unit_data(unit) for name, unit in self.units.items()},
-                "unit_errors": self.unit_errors,
-                "files": {key: _file_data(fact) for key, fact in self.files.items()},
-                "user_homes": self.user_homes,
-                "user_ids": self.user_ids,
-                "account_names": [[uid, name] for uid, name in self.account_names.items()],
-                "packages": self.packages,
-                "hf_caches": self.hf_caches,
-                "probes": {target: _probe_data(probe) for target, probe in self.probes.items()},
-                "problems": self.problems,
-                "commands": self.commands,
-            },
-            sort_keys=True,
-        )
+        data: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            record = _RECORD_FIELDS.get(item.name)
+            if value is not None and record is not None:
+                if isinstance(value, list):
+                    value = [_record_data(entry) for entry in value]
+                else:
+                    value = {str(key): _record_data(entry) for key, entry in value.items()}
+            elif isinstance(value, dict) and str(item.type).startswith("dict[int,"):
+                value = {str(key): entry for key, entry in value.items()}
+            data[item.name] = value
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> HostFacts:
         data = json.loads(text)
-        listeners = data["listeners"]
-        return cls(
-            host=data["host"],
-            hostname=data["hostname"],
-            os_name=data["os_name"],
-            listeners=None if listeners is None else [_listener_of(item) for item in listeners],
-            listeners_error=data["listeners_error"],
-            listeners_source=data["listeners_source"],
-            processes={pid: Process(pid, ppid, uid, command) for pid, ppid, uid, command in data["processes"]},
-            units={name: _unit_of(item) for name, item in data["units"].items()},
-            unit_errors=dict(data["unit_errors"]),
-            files={key: _file_of(item) for key, item in data["files"].items()},
-            user_homes=dict(data["user_homes"]),
-            user_ids=dict(data["user_ids"]),
-            account_names={int(uid): name for uid, name in data["account_names"]},
-            packages=dict(data["packages"]),
-            hf_caches=dict(data["hf_caches"]),
-            probes={target: ProbeFact(**item) for target, item in data["probes"].items()},
-            problems=list(data["problems"]),
-            commands=int(data["commands"]),
-        )
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            value = data[item.name]
+            record = _RECORD_FIELDS.get(item.name)
+            int_keys = str(item.type).startswith("dict[int,")
+            if value is not None and record is not None:
+                if isinstance(value, list):
+                    value = [_record_of(record, entry) for entry in value]
+                else:
+                    value = {(int(key) if int_keys else key): _record_of(record, entry) for key, entry in value.items()}
+            elif isinstance(value, dict) and int_keys:
+                value = {int(key): entry for key, entry in value.items()}
+            values[item.name] = value
+        return cls(**values)
 
     def descends_from(self, pid: int, ancestor: int) -> bool:
         """Whether ``pid`` is ``ancestor`` or one of its descendants (workers, reloaders)."""
@@ -204,49 +189,31 @@ class HostFacts:
         return False
 
 
-# -- the JSON shapes of the records (explicit: tuples, int keys and slots survive the trip) --
+# -- the JSON shapes of the records: their init fields; tuples come back as tuples --------
 
 
-def _listener_data(item: Listener) -> dict[str, Any]:
-    return {
-        "address": item.address,
-        "port": item.port,
-        "family": item.family,
-        "dual_stack": item.dual_stack,
-        "process": item.process,
-        "pid": item.pid,
-        "raw": item.raw,
-        "processes": [list(pair) for pair in item.processes],
-        "interface": item.interface,
-        "dual_stack_known": item.dual_stack_known,
+def _record_data(record: Any) -> dict[str, Any]:
+    return {item.name: getattr(record, item.name) for item in fields(record) if item.init}
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(entry) for entry in value) if isinstance(value, list) else value
+
+
+def _record_of(record: type[Any], data: dict[str, Any]) -> Any:
+    values = {
+        item.name: _tuples(data[item.name]) if str(item.type).startswith("tuple") else data[item.name]
+        for item in fields(record)
+        if item.init
     }
+    return record(**values)
 
 
-def _listener_of(data: dict[str, Any]) -> Listener:
-    processes = tuple((str(name), int(pid)) for name, pid in data.pop("processes"))
-    return Listener(processes=processes, **data)
-
-
-def _unit_data(unit: UnitFact) -> dict[str, Any]:
-    data = asdict(unit)
-    data["argv"] = list(unit.argv)
-    data["environment_files"] = [list(pair) for pair in unit.environment_files]
-    return data
-
-
-def _unit_of(data: dict[str, Any]) -> UnitFact:
-    argv = tuple(data.pop("argv"))
-    files = tuple((str(path), bool(optional)) for path, optional in data.pop("environment_files"))
-    return UnitFact(argv=argv, environment_files=files, **data)
-
-
-def _file_data(fact: FileFact) -> dict[str, Any]:
-    return asdict(fact)
-
-
-def _file_of(data: dict[str, Any]) -> FileFact:
-    return FileFact(**data)
-
-
-def _probe_data(probe: ProbeFact) -> dict[str, Any]:
-    return asdict(probe)
+# Fields of HostFacts that hold records (a list of them, or a dict of them by key).
+_RECORD_FIELDS: dict[str, type[Any]] = {
+    "listeners": Listener,
+    "processes": Process,
+    "units": UnitFact,
+    "files": FileFact,
+    "probes": ProbeFact,
+}

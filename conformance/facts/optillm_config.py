@@ -162,11 +162,6 @@ class ProxyPluginConfig:
     unset: tuple[str, ...] = ()
     packaged: bool = False
 
-    @property
-    def uses_default_client(self) -> bool:
-        """No providers: proxy_plugin.run L121-137 calls the default client."""
-        return not self.providers
-
 
 # (path -> text or None when it does not exist; raises OSError when it exists but cannot be read)
 FileReader = Callable[[str], str | None]

@@ -36,6 +36,7 @@ class ModelGraph:
     local_targets: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     edge_kinds: dict[tuple[str, str], str] = field(default_factory=dict)
+    wildcards: list[str] = field(default_factory=list)  # wildcard model_names (served on demand, not handles)
 
     def handles(self) -> list[str]:
         return sorted(
@@ -156,6 +157,7 @@ def build_model_graph(
     proxies = {service.name: service for service in inventory.services if service.kind == "optillm-proxy"}
     groups = config.groups()
     graph._declared.update(f"litellm:{name}" for name in groups)
+    graph.wildcards.extend(sorted({d.handle for d in config.deployments if d.wildcard}))
     pending = list(groups)
     done: set[str] = set()
 

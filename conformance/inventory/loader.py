@@ -282,6 +282,15 @@ def load_inventory(
     environ: Mapping[str, str] | None = None,
 ) -> Inventory:
     """Load, overlay and validate an inventory; raise InventoryError listing every problem."""
+    return load_located_inventory(path, site, environ)[0]
+
+
+def load_located_inventory(
+    path: str | os.PathLike[str],
+    site: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Inventory, Any]:
+    """``load_inventory`` plus the merged source document, for naming a record's file and line."""
     environ = os.environ if environ is None else environ
     inventory_path = Path(path)
     try:
@@ -305,4 +314,4 @@ def load_inventory(
     issues = _cross_reference_issues(inventory, document)
     if issues:
         raise InventoryError(issues)
-    return inventory.model_copy(update={"source_path": str(inventory_path)})
+    return inventory.model_copy(update={"source_path": str(inventory_path)}), document

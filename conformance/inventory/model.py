@@ -207,6 +207,10 @@ class HealthCheck(Record):
     calls_models: bool = Field(default=False, description="Makes real model calls: runs only when asked.")
     per_model: bool = False
     timeout: Seconds = 10.0
+    not_in_document: str | None = Field(
+        default=None,
+        description="Why the inventory checks this although the owners' document does not list it.",
+    )
 
 
 class Contract(Record):

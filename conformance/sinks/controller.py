@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from conformance.bulletin.store import BulletinUpdate, update_bulletin
+from conformance.bulletin.store import BulletinUpdate
 from conformance.inventory.model import Inventory
 from conformance.results import Outcome, Result
 from conformance.sinks import BaseSink, Sink
 from conformance.sinks.allure import AllureSink
 from conformance.sinks.junit import JUnitSink
+from conformance.store.records import RunInfo
+from conformance.store.session import record_session, runner_name
 
 RUN_ID_KEY = pytest.StashKey[str]()
 RESULT_PROPERTY = "conformance_result"
@@ -69,15 +71,22 @@ def whole_inventory(config: pytest.Config) -> bool:
 
 
 class BulletinSink(BaseSink):
-    """Opens, reminds, resolves and retires bulletin entries from the run's results."""
+    """Opens, reminds, resolves and retires bulletin entries from the run's results.
 
-    def __init__(self, path: Path, run_id: str, reminder_after_hours: float | None, config: pytest.Config) -> None:
+    The system database (``conformance.store``) records the run and holds the bulletin's
+    state; the bulletin file is written from it, or alone when the database fails (the run
+    then fails too, and the entries are carried into the database by the next run).
+    """
+
+    def __init__(self, path: Path, run_id: str, inventory: Inventory, config: pytest.Config) -> None:
         self.path = path
         self.run_id = run_id
-        self.reminder_after_hours = reminder_after_hours
+        self.inventory = inventory
         self.config = config
         self.results: list[Result] = []
         self.update: BulletinUpdate | None = None
+        self.database: str | None = None
+        self.store_error: str | None = None
         # Tests that ended without a judgement (a worker killed mid-test, an error outside
         # the check): their subjects are unknown this run, so nothing may be retired.
         self.unjudged: list[str] = []
@@ -91,23 +100,28 @@ class BulletinSink(BaseSink):
         complete = (
             exitstatus in (0, 1) and not session.shouldstop and not self.unjudged and whole_inventory(self.config)
         )
+        run = RunInfo(self.run_id, runner_name(), harness_version(), complete)
         try:
-            self.update = update_bulletin(
-                self.path, self.results, self.run_id, self.reminder_after_hours, complete_run=complete
-            )
+            stored = record_session(self.config.getoption("--db"), self.path, self.inventory, self.results, run)
         except (OSError, ValueError, TimeoutError) as exc:
             self.error = f"bulletin NOT written: {exc}"
+            return
+        self.update, self.database = stored.update, stored.database
+        if stored.error:
+            self.store_error = stored.error
+            self.error = f"system database NOT written ({stored.error}); the bulletin file was written alone"
 
     def summary(self) -> str | None:
-        if self.error:
-            return self.error
         if self.update is None:
-            return None
+            return self.error
         update = self.update
-        return (
+        text = (
             f"bulletin: {update.still_open} open ({len(update.opened)} opened, "
             f"{len(update.resolved)} resolved) in {self.path}"
         )
+        if self.store_error:
+            return f"{text}; {self.error}"
+        return f"{text} and {self.database}" if self.database else text
 
 
 class TerminalSink(BaseSink):
@@ -133,7 +147,7 @@ def run_sinks(config: pytest.Config, inventory: Inventory, reports: Path, run_id
     """Every sink of a run, in the order their summaries are printed."""
     return [
         TerminalSink(),
-        BulletinSink(bulletin_path(config, reports), run_id, inventory.bulletin.reminder_after_hours, config),
+        BulletinSink(bulletin_path(config, reports), run_id, inventory, config),
         AllureSink(
             getattr(config.option, "allure_report_dir", None),
             inventory.source_path,
@@ -170,8 +184,9 @@ class Controller:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         for sink in self.sinks:
             sink.on_finish(session, exitstatus)
-        if any(sink.error for sink in self.sinks) and session.exitstatus == pytest.ExitCode.OK:
-            # An output that could not be written is a failed run, not a green one.
+        if any(sink.error for sink in self.sinks):
+            # An output that could not be written is a failure of the monitor itself, whatever
+            # the hosts' results: pytest's "internal error" code, which the timer and CI see.
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     @pytest.hookimpl
@@ -182,5 +197,5 @@ class Controller:
 
     def summary_line(self) -> str | None:
         parts = [part for sink in self.sinks if (part := sink.summary())]
-        errors = [sink.error for sink in self.sinks if sink.error and sink.error not in parts]
+        errors = [sink.error for sink in self.sinks if sink.error and not any(sink.error in part for part in parts)]
         return "; ".join(parts + errors) or None

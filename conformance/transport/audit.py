@@ -16,7 +16,6 @@ from filelock import FileLock
 
 from conformance.redact import redact
 
-AUDIT_ENV = "CONFORMANCE_AUDIT_LOG"
 _LOCK_TIMEOUT_SECONDS = 10.0
 
 

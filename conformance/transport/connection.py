@@ -148,7 +148,15 @@ class _StrictParamikoBackend(ParamikoBackend):  # type: ignore[misc]
             if channel.recv_stderr_ready():
                 stderr += channel.recv_stderr(_READ_CHUNK)
                 continue
-            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            # Done only at end of stream: sshd may send the exit status while the last of the
+            # output is still in flight, and stopping at the status alone cut the batch's tail
+            # (its last command then read as "exit 255" with no output).
+            if (
+                channel.exit_status_ready()
+                and channel.eof_received
+                and not channel.recv_ready()
+                and not channel.recv_stderr_ready()
+            ):
                 break
             if time.monotonic() > deadline:
                 channel.close()

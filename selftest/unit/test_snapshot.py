@@ -3,8 +3,10 @@ worker's Runtime that reads it instead of connecting."""
 
 from __future__ import annotations
 
+import json
 import stat
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,10 @@ REGISTRY = load_registry()
 
 def mini_facts() -> HostFacts:
     """The Mini's facts built by the real parsers from outputs recorded on the lab."""
-    facts = HostFacts("mini", hostname="gc-mini", os_name="Linux", listeners_source="sudo -n ss -Htlnp")
-    facts.listeners = parse_ss((RECORDED / "lab-mini-ss-Htlnp.txt").read_text())
+    facts = HostFacts("mini", hostname="gc-mini", os_name="Linux")
+    listeners = parse_ss((RECORDED / "lab-mini-ss-Htlnp.txt").read_text())
+    facts.listeners = [replace(listeners[0], notes=("netstat row unreadable",)), *listeners[1:]]
+    facts.listeners_notes = ["dual-stack enrichment not done for port 22"]
     blocks = parse_systemctl_show_many((RECORDED / "lab-mini-systemctl-show-two-units.txt").read_text())
     for block in blocks:
         facts.units[block["Id"]] = _systemd_unit(block["Id"], block)
@@ -47,9 +51,18 @@ def mini_facts() -> HostFacts:
     )
     facts.unit_errors["ghost.service"] = "unit ghost.service was not gathered"
     facts.packages = {"/opt/litellm/venv": {"packages": {"litellm": "1.108.7"}}}
+    facts.hf_caches = {"/var/lib/optillm/.cache/huggingface/hub": {"exists": True, "models": {}}}
     facts.problems = ["HF cache listing: exit 1: denied"]
     facts.commands = 2
     return facts
+
+
+def test_every_field_is_set_by_the_fixture_and_travels():
+    """A field added to HostFacts later must be covered here, or this fails."""
+    facts, empty = mini_facts(), HostFacts("mini")
+    unset = [item.name for item in fields(HostFacts) if getattr(facts, item.name) == getattr(empty, item.name)]
+    assert unset == ["host", "listeners_error"]  # an error only when listeners are unknown: the test below
+    assert set(json.loads(facts.to_json())) == {item.name for item in fields(HostFacts)}
 
 
 def test_linux_facts_survive_a_json_round_trip():

@@ -19,12 +19,15 @@ from conformance.facts.parsers.launchd import (
 from conformance.facts.parsers.listeners import (
     Family,
     Listener,
+    NetstatReading,
+    SkippedRow,
     format_address,
     parse_lsof,
     parse_lsof_fields,
     parse_netstat_linux,
     parse_netstat_macos,
     parse_ss,
+    read_netstat_macos,
 )
 from conformance.facts.parsers.systemd import (
     parse_environment_files_property,
@@ -42,7 +45,9 @@ __all__ = [
     "LaunchdPlist",
     "LaunchdServiceNotFound",
     "Listener",
+    "NetstatReading",
     "ParseError",
+    "SkippedRow",
     "format_address",
     "is_not_found",
     "is_valid_env_name",
@@ -62,5 +67,6 @@ __all__ = [
     "parse_systemctl_show",
     "parse_systemctl_show_many",
     "parse_unit_file",
+    "read_netstat_macos",
     "substitute_vars",
 ]

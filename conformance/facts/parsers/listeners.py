@@ -35,12 +35,15 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 __all__ = [
     "Family",
     "Listener",
+    "NetstatReading",
+    "SkippedRow",
     "format_address",
     "parse_lsof",
     "parse_lsof_fields",
     "parse_netstat_linux",
     "parse_netstat_macos",
     "parse_ss",
+    "read_netstat_macos",
 ]
 
 
@@ -68,7 +71,8 @@ class Listener:
 
     ``processes`` lists every ``(name, pid)`` holding the socket, in the order the tool printed
     them; ``process``/``pid`` are the first of them (or what the tool showed when it printed
-    a pid without a name).
+    a pid without a name). ``notes`` says what could not be learnt about this socket (for
+    example a secondary source's row that could not be read), for the evidence.
     """
 
     address: str
@@ -81,6 +85,7 @@ class Listener:
     processes: tuple[tuple[str, int], ...] = ()
     interface: str | None = None
     dual_stack_known: bool = True
+    notes: tuple[str, ...] = ()
     _ip: IPAddress = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -767,24 +772,91 @@ def parse_netstat_linux(text: str, *, wide: bool | None = None) -> list[Listener
 _NETSTAT_MACOS_SOURCE = "netstat -anv -p tcp"
 # BSD netstat prints at most 16 characters of an IPv6 host unless -W is given.
 _NETSTAT_MACOS_V6_CUT = 16
-_PROCESS_PID = re.compile(r"^(?P<name>.+):(?P<pid>\d+)$")
+_PROCESS_PID = re.compile(r"^(?P<name>.+?)\s*:(?P<pid>\d+)$")
+# Columns every macOS release prints before the optional verbose ones.
+_NETSTAT_MACOS_FIXED = 6
 
 
-def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener]:
-    """Parse macOS ``netstat -anv -p tcp``.
+@dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """One LISTEN row of a secondary source that could not be read, and why.
 
-    The pid column moves between macOS releases (``rxbytes``/``txbytes`` appeared, and newer
-    releases append a ``process:pid`` column), so its index is read from the ``Proto`` header
-    after joining ``Local Address``/``Foreign Address`` into one column each. Addresses are
-    ``host.port`` split on the LAST dot; ``*`` is ``0.0.0.0`` on ``tcp4`` and ``::`` on
-    ``tcp6``/``tcp46``; ``tcp46`` is the dual-stack wildcard. ``%scope`` goes to
-    ``interface``. BSD netstat truncates IPv6 hosts to 16 characters without ``-W``; a host
-    of exactly that length is refused unless ``wide=True`` (or a longer host proves -W).
+    ``port`` is the port when the row still showed one (a truncated IPv6 host keeps its
+    ``.port`` tail), so a caller can degrade only what that row would have told it.
     """
-    pid_index: int | None = None
-    header_seen = False
+
+    line_no: int
+    line: str
+    port: int | None
+    error: ParseError
+
+
+@dataclass(frozen=True, slots=True)
+class NetstatReading:
+    """What ``read_netstat_macos`` could read, and the LISTEN rows it could not."""
+
+    listeners: list[Listener]
+    skipped: list[SkippedRow]
+
+
+@dataclass(frozen=True, slots=True)
+class _MacosHeader:
+    pid_index: int | None
+    process_index: int | None
+    after_process: int
+
+
+def _macos_header(stripped: str) -> _MacosHeader:
+    joined = stripped.replace("Local Address", "Local-Address").replace("Foreign Address", "Foreign-Address")
+    header = joined.split()
+    process_index = header.index("process:pid") if "process:pid" in header else None
+    return _MacosHeader(
+        pid_index=header.index("pid") if "pid" in header else None,
+        process_index=process_index,
+        after_process=len(header) - process_index - 1 if process_index is not None else 0,
+    )
+
+
+def _macos_process(tokens: list[str], header: _MacosHeader) -> tuple[str, int] | None:
+    """The ``name:pid`` cell of macOS 26 netstat, whose name may contain spaces.
+
+    netstat (network_cmds, macOS 26) prints the process name cut to 16 characters followed by
+    ``:pid`` in one right-aligned column, so ``Google Drive:1341`` and
+    ``Antigravity IDE :2086`` are split by whitespace into several tokens. The cell is every
+    token between the header's column position and the fixed number of columns after it.
+    """
+    if header.process_index is None:
+        return None
+    end = len(tokens) - header.after_process
+    if end <= header.process_index:
+        return None
+    match = _PROCESS_PID.match(" ".join(tokens[header.process_index : end]))
+    if match is None:
+        return None
+    return match["name"], int(match["pid"])
+
+
+def read_netstat_macos(text: str, *, wide: bool | None = None) -> NetstatReading:
+    """Read macOS ``netstat -anv -p tcp``, keeping going past LISTEN rows it cannot read.
+
+    netstat is a secondary source on macOS (lsof is the primary one): a row it cannot read,
+    such as an IPv6 link-local host cut to 16 characters (``fe80::c4c8:5ff:f.62503``,
+    recorded on macOS 26), must not cost the caller the rows it could read. Such rows are
+    returned in ``skipped`` with their error and, when readable, their port. Problems with the
+    output as a whole (no header, an unknown protocol) still raise ParseError.
+
+    The pid column moves between macOS releases (``rxbytes``/``txbytes`` appeared in 15, and
+    26 replaced ``pid``/``epid`` with one ``process:pid`` column whose name may contain
+    spaces), so columns are located from the ``Proto`` header after joining ``Local
+    Address``/``Foreign Address`` into one column each. Addresses are ``host.port`` split on
+    the LAST dot; ``*`` is ``0.0.0.0`` on ``tcp4`` and ``::`` on ``tcp6``/``tcp46``;
+    ``tcp46`` is the dual-stack wildcard. ``%scope`` goes to ``interface``. BSD netstat
+    truncates IPv6 hosts to 16 characters without ``-W``; a host of exactly that length is
+    refused unless ``wide=True`` (or a longer host proves -W).
+    """
+    header: _MacosHeader | None = None
     in_internet = True
-    rows: list[tuple[int, str, list[str]]] = []
+    rows: list[tuple[int, str, list[str], _MacosHeader]] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
@@ -795,99 +867,127 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
         if not in_internet:
             continue  # Multipath / UNIX sections have their own columns
         if stripped.startswith("Proto "):
-            joined = stripped.replace("Local Address", "Local-Address")
-            header = joined.replace("Foreign Address", "Foreign-Address").split()
-            pid_index = header.index("pid") if "pid" in header else None
-            header_seen = True
+            header = _macos_header(stripped)
             continue
         tokens = stripped.split()
         if not tokens[0].startswith("tcp"):
             if tokens[0].startswith(("udp", "icm", "raw")):
                 continue
             raise ParseError(_NETSTAT_MACOS_SOURCE, "expected a tcp4/tcp6/tcp46 row", line_no=line_no, line=line)
-        if not header_seen:
+        if header is None:
             raise ParseError(
                 _NETSTAT_MACOS_SOURCE,
                 "row before the 'Proto ...' header: cannot locate the pid column",
                 line_no=line_no,
                 line=line,
             )
-        if tokens[0] not in ("tcp4", "tcp6", "tcp46") or len(tokens) < 6:
+        if tokens[0] not in ("tcp4", "tcp6", "tcp46") or len(tokens) < _NETSTAT_MACOS_FIXED:
             raise ParseError(
                 _NETSTAT_MACOS_SOURCE,
                 "expected 'tcp4|tcp6|tcp46 RECV-Q SEND-Q LOCAL FOREIGN STATE ...'",
                 line_no=line_no,
                 line=line,
             )
-        rows.append((line_no, line, tokens))
+        rows.append((line_no, line, tokens, header))
     if wide is None:
-        wide = any(len(t[3].rpartition(".")[0].partition("%")[0]) > _NETSTAT_MACOS_V6_CUT for _, _, t in rows)
+        wide = any(len(t[3].rpartition(".")[0].partition("%")[0]) > _NETSTAT_MACOS_V6_CUT for _, _, t, _ in rows)
     out: list[Listener] = []
-    for line_no, line, tokens in rows:
+    skipped: list[SkippedRow] = []
+    for line_no, line, tokens, row_header in rows:
         if tokens[5] != "LISTEN":
             continue
-        proto = tokens[0]
-        host, sep, port_text = tokens[3].rpartition(".")
-        if not sep or not host or not port_text.isdigit():
+        port_text = tokens[3].rpartition(".")[2]
+        try:
+            out.append(_macos_row(line_no, line, tokens, row_header, wide=wide))
+        except ParseError as exc:
+            port = int(port_text) if port_text.isdigit() and 0 < int(port_text) < 65536 else None
+            skipped.append(SkippedRow(line_no, line, port, exc))
+    return NetstatReading(out, skipped)
+
+
+def _macos_row(line_no: int, line: str, tokens: list[str], header: _MacosHeader, *, wide: bool) -> Listener:
+    proto = tokens[0]
+    host, sep, port_text = tokens[3].rpartition(".")
+    if not sep or not host or not port_text.isdigit():
+        raise ParseError(
+            _NETSTAT_MACOS_SOURCE,
+            f"cannot parse local address {tokens[3]!r} (expected ADDRESS.PORT)",
+            line_no=line_no,
+            line=line,
+        )
+    port = _port_or_error(port_text, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line)
+    iface: str | None = None
+    if "%" in host:
+        host, _, iface_text = host.partition("%")
+        iface = iface_text or None
+    family: Family = "ipv4" if proto == "tcp4" else "ipv6"
+    dual = False
+    if host == "*":
+        ip: IPAddress = ipaddress.IPv4Address("0.0.0.0") if family == "ipv4" else ipaddress.IPv6Address("::")
+        dual = proto == "tcp46"
+    else:
+        if not wide and ":" in host and len(host) == _NETSTAT_MACOS_V6_CUT:
             raise ParseError(
                 _NETSTAT_MACOS_SOURCE,
-                f"cannot parse local address {tokens[3]!r} (expected ADDRESS.PORT)",
+                f"IPv6 address {host!r} may be truncated; run netstat with -W",
                 line_no=line_no,
                 line=line,
             )
-        port = _port_or_error(port_text, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line)
-        iface: str | None = None
-        if "%" in host:
-            host, _, iface_text = host.partition("%")
-            iface = iface_text or None
-        family: Family = "ipv4" if proto == "tcp4" else "ipv6"
-        dual = False
-        if host == "*":
-            ip: IPAddress = ipaddress.IPv4Address("0.0.0.0") if family == "ipv4" else ipaddress.IPv6Address("::")
-            dual = proto == "tcp46"
-        else:
-            if not wide and ":" in host and len(host) == _NETSTAT_MACOS_V6_CUT:
-                raise ParseError(
-                    _NETSTAT_MACOS_SOURCE,
-                    f"IPv6 address {host!r} may be truncated; run netstat with -W",
-                    line_no=line_no,
-                    line=line,
-                )
-            ip = _ip_or_error(host, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line, what="local address")
-            if family == "ipv4" and not isinstance(ip, ipaddress.IPv4Address):
-                raise ParseError(
-                    _NETSTAT_MACOS_SOURCE,
-                    f"IPv6 address {host!r} on a tcp4 row",
-                    line_no=line_no,
-                    line=line,
-                )
-            if family == "ipv6" and isinstance(ip, ipaddress.IPv4Address):
-                ip = ipaddress.IPv6Address(f"::ffff:{ip}")
-        pid: int | None = None
-        process: str | None = None
-        if pid_index is not None:
-            if len(tokens) <= pid_index or not tokens[pid_index].isdigit():
-                raise ParseError(
-                    _NETSTAT_MACOS_SOURCE,
-                    "no numeric value in the pid column",
-                    line_no=line_no,
-                    line=line,
-                )
-            pid = int(tokens[pid_index])
-        tail = _PROCESS_PID.match(tokens[-1]) if len(tokens) > 6 else None
-        if tail is not None and (pid is None or int(tail["pid"]) == pid):
-            process, pid = tail["name"], int(tail["pid"])
-        processes = ((process, pid),) if process is not None and pid is not None else ()
-        out.append(
-            _make(
-                ip,
-                port,
-                family=family,
-                dual_stack=dual,
-                raw=line,
-                processes=processes,
-                pid=pid,
-                interface=iface,
+        ip = _ip_or_error(host, source=_NETSTAT_MACOS_SOURCE, line_no=line_no, line=line, what="local address")
+        if family == "ipv4" and not isinstance(ip, ipaddress.IPv4Address):
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE,
+                f"IPv6 address {host!r} on a tcp4 row",
+                line_no=line_no,
+                line=line,
             )
+        if family == "ipv6" and isinstance(ip, ipaddress.IPv4Address):
+            ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+    pid: int | None = None
+    process: str | None = None
+    if header.pid_index is not None:
+        if len(tokens) <= header.pid_index or not tokens[header.pid_index].isdigit():
+            raise ParseError(
+                _NETSTAT_MACOS_SOURCE,
+                "no numeric value in the pid column",
+                line_no=line_no,
+                line=line,
+            )
+        pid = int(tokens[header.pid_index])
+    named = _macos_process(tokens, header)
+    if named is None and header.process_index is None and len(tokens) > _NETSTAT_MACOS_FIXED:
+        # A trailing name:pid after the last header column (no spaces possible there).
+        tail = _PROCESS_PID.match(tokens[-1])
+        named = (tail["name"], int(tail["pid"])) if tail is not None else None
+    if named is not None and (pid is None or named[1] == pid):
+        process, pid = named
+    elif header.process_index is not None:
+        raise ParseError(
+            _NETSTAT_MACOS_SOURCE,
+            "no 'name:pid' in the process:pid column",
+            line_no=line_no,
+            line=line,
         )
-    return out
+    processes = ((process, pid),) if process is not None and pid is not None else ()
+    return _make(
+        ip,
+        port,
+        family=family,
+        dual_stack=dual,
+        raw=line,
+        processes=processes,
+        pid=pid,
+        interface=iface,
+    )
+
+
+def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener]:
+    """Parse macOS ``netstat -anv -p tcp`` strictly: any unreadable LISTEN row raises.
+
+    See ``read_netstat_macos`` for the format; use that one where netstat only enriches
+    another source.
+    """
+    reading = read_netstat_macos(text, wide=wide)
+    if reading.skipped:
+        raise reading.skipped[0].error
+    return reading.listeners

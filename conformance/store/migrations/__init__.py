@@ -1,0 +1,1 @@
+"""Alembic migrations of the system database (run through ``conformance.store.db.upgrade``)."""

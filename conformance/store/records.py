@@ -1,0 +1,362 @@
+"""Writing a run into the system database, and reading the bulletin back out of it.
+
+One run is one transaction: the inventory's records are upserted, the run and each of its
+results are recorded, each health check's last status is updated, and the bulletin is
+folded and appended to. The fold happens under the bulletin lock (``db.lock_bulletin``):
+deciding "is this already open" and appending the event cannot interleave with another
+runner doing the same, so a problem two runners see at the same moment is opened once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from conformance.bulletin.store import LOCK_TIMEOUT_SECONDS, BulletinUpdate, open_problems, plan_update
+from conformance.inventory.model import Inventory
+from conformance.redact import redact
+from conformance.results import Outcome, Result
+from conformance.store import schema
+from conformance.store.db import lock_bulletin
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    runner: str
+    harness_version: str
+    complete: bool
+
+
+def entry_to_row(entry: dict[str, Any], layer: str) -> dict[str, Any]:
+    """A bulletin JSON Lines entry as a ``bulletin`` row (the same fields)."""
+    row = {name: entry.get(name) for name in schema.BULLETIN_FIELDS}
+    row["layer"] = row["layer"] or layer
+    row["summary"] = row["summary"] or ""
+    row["details"] = list(row["details"] or [])
+    row["evidence"] = dict(row["evidence"] or {})
+    row["blocked"] = list(row["blocked"] or [])
+    return row
+
+
+def row_to_entry(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in schema.BULLETIN_FIELDS}
+
+
+def bulletin_entries(connection: Connection, layer: str | None = None) -> list[dict[str, Any]]:
+    """Every bulletin event, in the order it was written (of one layer, if given)."""
+    query = select(schema.bulletin).order_by(schema.bulletin.c.id)
+    if layer is not None:
+        query = query.where(schema.bulletin.c.layer == layer)
+    return [row_to_entry(row) for row in connection.execute(query)]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _upsert(connection: Connection, table: Table, layer: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or update the layer's ``rows`` by primary key; delete its rows no longer listed."""
+    keys = [column.name for column in table.primary_key.columns]
+    if rows:
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(table)
+        changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        connection.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), list(rows))
+    wanted = {tuple(row[key] for key in keys) for row in rows}
+    key_columns = [table.c[key] for key in keys]
+    for existing in connection.execute(select(*key_columns).where(table.c.layer == layer)).all():
+        if tuple(existing) not in wanted:
+            connection.execute(
+                delete(table).where(*(column == value for column, value in zip(key_columns, existing, strict=True)))
+            )
+
+
+def health_url(inventory: Inventory, check_id: str) -> tuple[str, str, int, str]:
+    """(service, host, port, URL) of a health check; loopback URLs are seen from the host itself."""
+    check = next(record for record in inventory.health_checks if record.id == check_id)
+    service = inventory.service(check.service)
+    host = inventory.host(service.host)
+    address = "127.0.0.1" if check.vantage == "loopback" else (host.address or host.name)
+    if ":" in address:
+        address = f"[{address}]"
+    return service.name, host.name, check.port, f"http://{address}:{check.port}{check.path}"
+
+
+def upsert_inventory(connection: Connection, inventory: Inventory) -> None:
+    layer = inventory.layer.name
+    now = _now()
+    _upsert(
+        connection,
+        schema.owners,
+        layer,
+        [
+            {"layer": layer, "id": owner.id, "kind": owner.kind, "description": owner.description, "updated_at": now}
+            for owner in inventory.owners
+        ],
+    )
+    _upsert(
+        connection,
+        schema.services,
+        layer,
+        [
+            {
+                "layer": layer,
+                "name": service.name,
+                "title": service.title,
+                "kind": service.kind,
+                "host": service.host,
+                "tier": service.tier,
+                "role": service.role,
+                "state": service.state,
+                "owner": inventory.owner_of(service),
+                "unit": service.unit.name if service.unit else None,
+                "updated_at": now,
+            }
+            for service in inventory.services
+        ],
+    )
+    _upsert(
+        connection,
+        schema.ports,
+        layer,
+        [
+            {
+                "layer": layer,
+                "host": port.host,
+                "port": port.port,
+                "service": port.service,
+                "instance": port.instance,
+                "bind": port.bind,
+                "exposure": port.exposure,
+                "protocol": port.protocol,
+                "state": port.state,
+                "model": port.model,
+                "updated_at": now,
+            }
+            for port in inventory.ports
+        ],
+    )
+    checks = []
+    for check in inventory.health_checks:
+        service, host, port, url = health_url(inventory, check.id)
+        checks.append(
+            {
+                "layer": layer,
+                "id": check.id,
+                "service": service,
+                "host": host,
+                "port": port,
+                "url": url,
+                "vantage": check.vantage,
+                "updated_at": now,
+            }
+        )
+    _upsert(connection, schema.health_checks, layer, checks)
+    _upsert(
+        connection,
+        schema.dependencies,
+        layer,
+        [
+            {
+                "layer": layer,
+                "source": dependency.source,
+                "target": dependency.target,
+                "kind": dependency.kind,
+                "description": dependency.description,
+                "updated_at": now,
+            }
+            for dependency in inventory.dependencies
+        ],
+    )
+
+
+def record_results(connection: Connection, inventory: Inventory, results: Sequence[Result], run: RunInfo) -> None:
+    counts = dict.fromkeys(Outcome, 0)
+    for result in results:
+        counts[result.outcome] += 1
+    connection.execute(
+        insert(schema.runs).values(
+            id=run.run_id,
+            layer=inventory.layer.name,
+            runner=run.runner[:128],
+            inventory=inventory.source_path,
+            harness_version=run.harness_version[:32],
+            finished_at=_now(),
+            complete=run.complete,
+            passed=counts[Outcome.PASSED],
+            violated=counts[Outcome.VIOLATED],
+            broken=counts[Outcome.BROKEN],
+            skipped=counts[Outcome.SKIPPED],
+        )
+    )
+    rows = [
+        {
+            "run": run.run_id,
+            "fingerprint": result.subject.fingerprint,
+            "layer": result.subject.layer or inventory.layer.name,
+            "check": result.subject.check,
+            "contract": result.subject.contract,
+            "host": result.subject.host,
+            "service": result.subject.service,
+            "port": result.subject.port,
+            "item": result.subject.item,
+            "owner": result.subject.owner,
+            "severity": result.subject.severity,
+            "outcome": result.outcome.value,
+            "summary": redact(result.summary),
+            "blocked_by": result.blocked_by,
+            "latency_ms": result.latency_ms,
+            "details": [redact(line) for line in result.details],
+            "evidence": {key: redact(value)[:2000] for key, value in result.evidence.items()},
+        }
+        for result in results
+        if result.subject is not None
+    ]
+    if rows:
+        connection.execute(insert(schema.results), rows)
+
+
+def update_health_checks(connection: Connection, inventory: Inventory, results: Sequence[Result], run_id: str) -> None:
+    """Each health check's last status, when it was checked, its latency, and since when it holds.
+
+    A skipped check (one that makes model calls, not asked for) was not checked: its row
+    keeps what the last real check found.
+    """
+    table = schema.health_checks
+    layer = inventory.layer.name
+    now = _now()
+    for result in results:
+        subject = result.subject
+        if subject is None or subject.check != "health" or not subject.item or result.outcome is Outcome.SKIPPED:
+            continue
+        key = (table.c.layer == layer, table.c.id == subject.item)
+        previous = connection.execute(select(table.c.last_status, table.c.last_changed).where(*key)).first()
+        if previous is None:
+            continue
+        changed = previous.last_changed if previous.last_status == result.outcome.value else now
+        connection.execute(
+            update(table)
+            .where(*key)
+            .values(
+                last_status=result.outcome.value,
+                last_summary=redact(result.summary)[:500],
+                last_checked=now,
+                latency_ms=result.latency_ms,
+                last_changed=changed,
+                last_run=run_id,
+            )
+        )
+
+
+def carry_entries(
+    connection: Connection, layer: str, file_entries: list[dict[str, Any]], pending: list[dict[str, Any]]
+) -> int:
+    """Bring into the database what only the file has; the caller holds the bulletin lock.
+
+    An empty database (for this layer) takes the whole file: that is the migration from the
+    file-only bulletin, so every open entry stays open with its history. Otherwise only
+    ``pending`` entries (written to the file while the database could not be written) are
+    added, each once.
+    """
+    existing = connection.execute(
+        select(func.count()).select_from(schema.bulletin).where(schema.bulletin.c.layer == layer)
+    ).scalar_one()
+    carried = file_entries if existing == 0 else pending
+    if existing and carried:
+        known = {
+            (row.run, row.event, row.fingerprint)
+            for row in connection.execute(
+                select(schema.bulletin.c.run, schema.bulletin.c.event, schema.bulletin.c.fingerprint).where(
+                    schema.bulletin.c.layer == layer
+                )
+            )
+        }
+        carried = [
+            entry for entry in carried if (entry.get("run"), entry.get("event"), entry.get("fingerprint")) not in known
+        ]
+    if carried:
+        connection.execute(insert(schema.bulletin), [entry_to_row(entry, layer) for entry in carried])
+    return len(carried)
+
+
+def fold_bulletin(
+    connection: Connection,
+    layer: str,
+    results: list[Result],
+    run: RunInfo,
+    reminder_after_hours: float | None,
+    after_read: Callable[[], None] | None = None,
+) -> BulletinUpdate:
+    """Decide this run's bulletin events from the table's state and append them.
+
+    The caller holds the bulletin lock for the whole transaction. ``after_read`` runs
+    between the decision and the append: the concurrency tests widen that window with it.
+    """
+    state = open_problems(bulletin_entries(connection, layer))
+    new_entries, result = plan_update(state, results, run.run_id, reminder_after_hours, run.complete)
+    if after_read is not None:
+        after_read()
+    if new_entries:
+        connection.execute(insert(schema.bulletin), [entry_to_row(entry, layer) for entry in new_entries])
+    return result
+
+
+def record_run(
+    engine: Engine,
+    inventory: Inventory,
+    results: list[Result],
+    run: RunInfo,
+    file_entries: list[dict[str, Any]] | None = None,
+    pending: list[dict[str, Any]] | None = None,
+    after_read: Callable[[], None] | None = None,
+    lock: bool = True,
+) -> BulletinUpdate:
+    """The whole run in one transaction; nothing is written unless everything is."""
+    layer = inventory.layer.name
+    with engine.begin() as connection:
+        if lock:
+            lock_bulletin(connection)
+        carry_entries(connection, layer, file_entries or [], pending or [])
+        upsert_inventory(connection, inventory)
+        record_results(connection, inventory, results, run)
+        update_health_checks(connection, inventory, results, run.run_id)
+        return fold_bulletin(connection, layer, results, run, inventory.bulletin.reminder_after_hours, after_read)
+
+
+def write_bulletin_file(engine: Engine, path: Path, layer: str) -> int:
+    """Write the bulletin file from the database's state; returns the number of open entries.
+
+    Read inside the file lock, so of two runners sharing the file the last to write has
+    the newest state; replaced atomically, so a reader never sees half a file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
+        with engine.connect() as connection:
+            entries = bulletin_entries(connection, layer)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text("".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries), encoding="utf-8")
+        partial.replace(path)
+    return len(open_problems(entries))
+
+
+def import_entries(engine: Engine, entries: Iterable[dict[str, Any]], default_layer: str) -> int:
+    """Import a bulletin file's entries into a database whose bulletin is empty."""
+    rows = [entry_to_row(entry, default_layer) for entry in entries]
+    with engine.begin() as connection:
+        lock_bulletin(connection)
+        if connection.execute(select(func.count()).select_from(schema.bulletin)).scalar_one():
+            raise ValueError("the database's bulletin is not empty; import only into an empty one")
+        if rows:
+            connection.execute(insert(schema.bulletin), rows)
+    return len(rows)
