@@ -31,7 +31,14 @@ from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
 from conformance.sinks import Sink
-from conformance.sinks.controller import RESULT_PROPERTY, RUN_ID_KEY, Controller, outcome_of, run_sinks
+from conformance.sinks.controller import (
+    RESULT_PROPERTY,
+    RUN_ID_KEY,
+    Controller,
+    outcome_of,
+    preload_store,
+    run_sinks,
+)
 from conformance.snapshot import Snapshot
 from conformance.transport.audit import AuditLog
 
@@ -169,6 +176,7 @@ def _start_gathering(config: pytest.Config) -> None:
     """
     if not _runs_suites(config) or prefetch.checks_nothing(config):
         return
+    preload_store()
     if _distributed(config):
         config.stash[SNAPSHOT_KEY] = Snapshot.create()
     if prefetch.selection_known_at_configure(config):

@@ -8,7 +8,9 @@ objects, one per pytest config, never in module globals (nested runs must not sh
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,6 @@ from conformance.results import Outcome, Result
 from conformance.sinks import BaseSink, Sink
 from conformance.sinks.allure import AllureSink
 from conformance.sinks.junit import JUnitSink
-from conformance.store.records import RunInfo
-from conformance.store.session import record_session, runner_name
 
 RUN_ID_KEY = pytest.StashKey[str]()
 RESULT_PROPERTY = "conformance_result"
@@ -100,6 +100,11 @@ class BulletinSink(BaseSink):
         complete = (
             exitstatus in (0, 1) and not session.shouldstop and not self.unjudged and whole_inventory(self.config)
         )
+        # Imported here: SQLAlchemy and Alembic cost half a second, and only the controller
+        # needs them, once, at the end (``preload_store`` warms them up meanwhile).
+        from conformance.store.records import RunInfo
+        from conformance.store.session import record_session, runner_name
+
         run = RunInfo(self.run_id, runner_name(), harness_version(), complete)
         try:
             stored = record_session(self.config.getoption("--db"), self.path, self.inventory, self.results, run)
@@ -141,6 +146,20 @@ class TerminalSink(BaseSink):
             f"conformance: {counts[Outcome.PASSED]} passed, {counts[Outcome.VIOLATED]} failed, "
             f"{counts[Outcome.BROKEN]} broken, {counts[Outcome.SKIPPED]} skipped"
         )
+
+
+def preload_store() -> None:
+    """Import the system database's modules in a background thread.
+
+    Started by a run that checks hosts: the import then overlaps with waiting for the
+    hosts' facts instead of delaying pytest's start (or a worker's, which never writes).
+    """
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            import conformance.store.session  # noqa: F401
+
+    threading.Thread(target=load, name="preload-store", daemon=True).start()
 
 
 def run_sinks(config: pytest.Config, inventory: Inventory, reports: Path, run_id: str) -> list[Sink]:
