@@ -14,9 +14,20 @@ from typing import Any
 
 import httpx
 import testinfra
+from testinfra.backend.paramiko import ParamikoBackend
 
 from conformance.inventory.model import Inventory
 from conformance.transport.connection import _StrictParamikoBackend
+
+
+class _NaiveBackend(_StrictParamikoBackend):  # type: ignore[misc]
+    """The harness's verified, time-bounded paramiko backend with testinfra's own ``run``.
+
+    The harness closes ``run`` (its commands go through the allow-list and the audit log);
+    a hand-written testinfra suite calls it for every check, which is what is measured here.
+    """
+
+    run = ParamikoBackend.run
 
 
 def _host(inventory: Inventory, name: str) -> Any:
@@ -24,9 +35,7 @@ def _host(inventory: Inventory, name: str) -> Any:
     # use it differs.
     record = inventory.host(name)
     known_hosts = Path(record.ssh.known_hosts) if record.ssh.known_hosts else None
-    return testinfra.host.Host(
-        _StrictParamikoBackend(record, known_hosts, record.ssh.host_key, record.ssh.command_timeout)
-    )
+    return testinfra.host.Host(_NaiveBackend(record, known_hosts, record.ssh.host_key, record.ssh.command_timeout))
 
 
 def naive_checks(inventory: Inventory) -> list[tuple[str, str, Callable[[Any], Any]]]:

@@ -3,8 +3,9 @@
 The two lab hosts (gc-mini, gc-studio) plus 0, 8 or 20 scale hosts (`conformance lab
 scale up`: minimal systemd + sshd hosts, each with one stand-in listener), described in
 inventories generated here that extend inventory/lab.yaml. Each figure is the median of
-several runs; the ratio is to the 2-host time. The harness schedules one host per worker,
-so the time should grow with hosts divided by workers, not with the number of checks.
+several runs; the ratio is to the 2-host time. The harness gathers every host once,
+concurrently, in the process that runs the tests (``-n auto`` starts no workers), so the
+time should grow with the local CPU each host costs, not with the number of checks.
 Run as root:
 
     .venv/bin/python benchmarks/scale.py [--runs 3] [--keep]
@@ -185,7 +186,7 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
     suite = ET.parse(reports / "junit.xml").getroot()
     if suite.tag == "testsuites":
         suite = suite[0]
-    # Worker processes that opened an SSH connection (every worker does once hosts >= workers).
+    # Processes that opened an SSH connection: the one that gathers, whatever the workers.
     audit = reports / "audit.jsonl"
     workers = {json.loads(line)["pid"] for line in audit.read_text().splitlines()} if audit.is_file() else set()
     # pytest's own final line, not junit: there an error raised in a test's call phase
@@ -252,7 +253,7 @@ def main() -> int:
                     results.setdefault(total, []).append(run)
                     print(
                         f"  run {index + 1}/{args.runs}, {total:>2} hosts: {run.seconds:6.2f} s, exit {run.code}, "
-                        f"{run.tests} tests, {run.failed} failed, {run.errors} errors, {run.workers} workers"
+                        f"{run.tests} tests, {run.failed} failed, {run.errors} errors, {run.workers} connecting"
                         + (f"; main lab drifts applied meanwhile: {', '.join(sorted(drifts))}" if drifts else "")
                     )
                     if run.code != 0:
@@ -270,7 +271,7 @@ def main() -> int:
     workers = {r.workers for runs in results.values() for r in runs}
     print()
     print(
-        f"full suites, pytest -n auto, {'/'.join(str(w) for w in sorted(workers))} worker(s), "
+        f"full suites, pytest -n auto, {'/'.join(str(w) for w in sorted(workers))} connecting process(es), "
         f"median of {args.runs} run(s); {os.cpu_count()} CPUs"
     )
     print(f"{'hosts':>5}  {'tests':>5}  {'wall time (median)':>18}  {'ratio to 2 hosts':>16}  runs")

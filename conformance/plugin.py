@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance import outcomes
+from conformance import outcomes, prefetch
 from conformance.contracts import (
     CASE_FIXTURE,
     CHECK_ATTRIBUTE,
@@ -31,7 +31,15 @@ from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
 from conformance.sinks import Sink
-from conformance.sinks.controller import RESULT_PROPERTY, RUN_ID_KEY, Controller, outcome_of, run_sinks
+from conformance.sinks.controller import (
+    RESULT_PROPERTY,
+    RUN_ID_KEY,
+    Controller,
+    outcome_of,
+    preload_store,
+    run_sinks,
+)
+from conformance.snapshot import Snapshot
 from conformance.transport.audit import AuditLog
 from conformance.waivers import skip_reason
 
@@ -40,6 +48,11 @@ REGISTRY_KEY = pytest.StashKey[Registry]()
 SINKS_KEY = pytest.StashKey[list[Sink]]()
 RESULT_KEY = pytest.StashKey[Result]()
 CASE_KEY = pytest.StashKey[Case]()
+# The controller's up-front gathering: whether it has started, and (under xdist) the
+# private snapshot it publishes for the workers.
+PREFETCH_KEY = pytest.StashKey[bool]()
+SNAPSHOT_KEY = pytest.StashKey[Snapshot]()
+AUTO_WORKERS_KEY = pytest.StashKey[int]()
 
 
 class ContractViolation(AssertionError):
@@ -152,6 +165,63 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SINKS_KEY] = sinks
     if workerinput is None:
         config.pluginmanager.register(Controller(sinks), "conformance-controller")
+        _start_gathering(config)
+    elif workerinput.get("conformance_snapshot"):
+        config.stash[RUNTIME_KEY].read_snapshot(Snapshot(Path(workerinput["conformance_snapshot"])))
+
+
+def _distributed(config: pytest.Config) -> bool:
+    return getattr(config.option, "dist", "no") != "no" and bool(getattr(config.option, "tx", None))
+
+
+def _start_gathering(config: pytest.Config) -> None:
+    """Controller: gather every selected host and make the LAN probes now, in threads.
+
+    Under xdist the results go to a private snapshot the workers read (one SSH connection
+    and one gathering per host per run, whatever the number of workers). When keywords,
+    markers or paths narrow the run, the plan waits for the collected tests: in this
+    process (``pytest_collection_finish``) or the first worker's (below).
+    """
+    if not _runs_suites(config) or prefetch.checks_nothing(config):
+        return
+    preload_store()
+    if _distributed(config):
+        config.stash[SNAPSHOT_KEY] = Snapshot.create()
+    if prefetch.selection_known_at_configure(config):
+        runtime = config.stash[RUNTIME_KEY]
+        _prefetch(config, *prefetch.plan_at_configure(config, config.stash[REGISTRY_KEY], runtime))
+
+
+def _prefetch(config: pytest.Config, hosts: list[str], requests: list[LanRequest]) -> None:
+    config.stash[PREFETCH_KEY] = True
+    config.stash[RUNTIME_KEY].start_prefetch(hosts, requests, publish=config.stash.get(SNAPSHOT_KEY, None))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """xdist controller: the first worker's collection is the run's selection; plan from it."""
+    config = node.config
+    if SNAPSHOT_KEY in config.stash and PREFETCH_KEY not in config.stash:
+        runtime = config.stash[RUNTIME_KEY]
+        cases = prefetch.cases_of_node_ids(config.stash[REGISTRY_KEY], runtime, ids)
+        _prefetch(config, *prefetch.plan(config.stash[REGISTRY_KEY], runtime, cases))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` runs the suites in this process: facts are gathered once, centrally, in
+    threads, and the checks that remain are pure and cheap, so a worker would only add its
+    start-up (``-n N`` still forces N workers)."""
+    if not _runs_suites(config):
+        return None  # the harness's own tests: xdist's default
+    config.stash[AUTO_WORKERS_KEY] = 0
+    return 0
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if AUTO_WORKERS_KEY in config.stash:
+        return "conformance: -n auto runs no worker processes (facts are gathered once, in threads); -n N forces N"
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -159,6 +229,8 @@ def pytest_configure_node(node: Any) -> None:
     """xdist controller hook: every worker shares the controller's run id."""
     config = node.config
     node.workerinput["conformance_run_id"] = config.stash[RUN_ID_KEY]
+    if SNAPSHOT_KEY in config.stash:
+        node.workerinput["conformance_snapshot"] = str(config.stash[SNAPSHOT_KEY].path)
     node.workerinput["conformance_options"] = {
         "allure_report_dir": getattr(config.option, "allure_report_dir", None),
         # Only the controller cleans the results folder, once, before any worker starts.
@@ -170,6 +242,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is not None:
         runtime.close()
+    if SNAPSHOT_KEY in config.stash:
+        config.stash[SNAPSHOT_KEY].remove()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -236,30 +310,16 @@ def _case_of(item: pytest.Item) -> Case | None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Single-process runs: gather every host and make every LAN probe at once, in threads."""
+    """Single-process runs whose selection was not known at configure time: gather the
+    collected tests' hosts and make their LAN probes at once, in threads."""
     config = session.config
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is None or getattr(config.option, "collectonly", False) or hasattr(config, "workerinput"):
         return
-    if getattr(config.option, "dist", "no") != "no":
-        return  # the controller of an xdist run executes no test itself
-    registry = config.stash[REGISTRY_KEY]
-    requests: list[LanRequest] = []
-    hosts: set[str] = set()
-    for item in session.items:
-        case = _case_of(item)
-        if case is None:
-            continue
-        if case.host:  # a case about the inventory itself (layer, waiver) needs no host
-            hosts.add(case.host)
-        case.runtime = runtime
-        spec = registry.get(case.check)
-        if case.service is None or case.service.is_live:
-            try:
-                requests += spec.lan_probes(case)
-            except Exception:  # noqa: BLE001, S112 - the check itself reports what its plan could not
-                continue
-    runtime.prefetch(sorted(hosts), requests)
+    if getattr(config.option, "dist", "no") != "no" or PREFETCH_KEY in config.stash:
+        return  # the controller of an xdist run executes no test itself; or gathering started
+    cases = [case for item in session.items if (case := _case_of(item)) is not None]
+    _prefetch(config, *prefetch.plan(config.stash[REGISTRY_KEY], runtime, cases))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

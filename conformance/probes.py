@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from conformance.redact import redact
+
+if TYPE_CHECKING:
+    import httpx
 
 BODY_LIMIT = 2048  # kept for evidence
 BODY_READ_LIMIT = 512 * 1024  # health answers and model lists are a few KB; more is not an answer
@@ -66,7 +70,11 @@ def _classify(exc: BaseException) -> str:
     text = str(exc).lower()
     if isinstance(exc, ConnectionRefusedError) or "refused" in text:
         return "refused"
-    if isinstance(exc, TimeoutError | socket.timeout | httpx.TimeoutException) or "timed out" in text:
+    # httpx is imported only by a process that makes HTTP probes; otherwise none of its
+    # exceptions can reach here.
+    httpx_module = sys.modules.get("httpx")
+    http_timeout = (httpx_module.TimeoutException,) if httpx_module is not None else ()
+    if isinstance(exc, (TimeoutError, socket.timeout, *http_timeout)) or "timed out" in text:
         return "timeout"
     return "unreachable"
 
@@ -85,6 +93,31 @@ def tcp_connect(address: str, port: int, timeout: float) -> ProbeResult:
             error_kind=_classify(exc),
             milliseconds=(time.monotonic() - started) * 1000,
         )
+
+
+_CLIENT: httpx.Client | None = None
+_CLIENT_LOCK = threading.Lock()
+
+
+def _client() -> httpx.Client:
+    """One HTTP client per process, shared by every probe (thread-safe), so that probes of
+    one server reuse its connection. Imported on first use: a worker that reads the run's
+    probes from the controller's snapshot never pays for httpx."""
+    global _CLIENT
+    with _CLIENT_LOCK:
+        if _CLIENT is None:
+            import httpx
+
+            _CLIENT = httpx.Client(trust_env=False, follow_redirects=False)
+        return _CLIENT
+
+
+def close_client() -> None:
+    global _CLIENT
+    with _CLIENT_LOCK:
+        if _CLIENT is not None:
+            _CLIENT.close()
+            _CLIENT = None
 
 
 def http_get(url: str, timeout: float, headers: dict[str, str] | None = None) -> ProbeResult:
@@ -106,18 +139,18 @@ def _http_request(
     the probe for ever; the body is therefore streamed and the probe stops at the overall
     deadline (``timeout``) or at ``BODY_READ_LIMIT`` bytes, whichever comes first.
     """
+    client = _client()
+    import httpx
+
     started = time.monotonic()
     deadline = started + timeout
     sent = dict(headers or {})
     if body is not None:
         sent["Content-Type"] = "application/json"
     try:
-        with (
-            httpx.Client(
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), trust_env=False, follow_redirects=False
-            ) as client,
-            client.stream(method, url, headers=sent, content=body) as response,
-        ):
+        with client.stream(
+            method, url, headers=sent, content=body, timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        ) as response:
             chunks: list[bytes] = []
             size = 0
             cut_short: str | None = None

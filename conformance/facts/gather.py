@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from conformance.facts import macos_listeners
 from conformance.facts.environment import hf_cache_of, instance_environment
@@ -28,7 +29,9 @@ from conformance.facts.parsers import (
 from conformance.inventory.model import Host, Inventory, Service
 from conformance.paths import file_key, resolve_path, unit_of, venv_path
 from conformance.transport import scripts
-from conformance.transport.connection import CommandResult, HostConnection
+
+if TYPE_CHECKING:  # the connection is handed in: a process reading a snapshot never loads paramiko
+    from conformance.transport.connection import CommandResult, HostConnection
 
 SYSTEMD_PROPERTIES = (
     "Id",

@@ -8,7 +8,7 @@ with that cause instead of a false pass or a false failure.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from conformance.errors import FactUnavailable
@@ -135,6 +135,46 @@ class HostFacts:
             raise FactUnavailable(f"probe {target} was not run")
         return self.probes[target]
 
+    def to_json(self) -> str:
+        """Every fact, as JSON text, for handing a run's snapshot to other processes.
+
+        Not redacted: facts hold environment values (secrets among them) that checks judge,
+        so the text is treated like the secrets themselves (see ``conformance.snapshot``).
+        Field by field, so a field added later travels too (a type JSON cannot hold fails
+        loudly here rather than arriving changed).
+        """
+        data: dict[str, Any] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            record = _RECORD_FIELDS.get(item.name)
+            if value is not None and record is not None:
+                if isinstance(value, list):
+                    value = [_record_data(entry) for entry in value]
+                else:
+                    value = {str(key): _record_data(entry) for key, entry in value.items()}
+            elif isinstance(value, dict) and str(item.type).startswith("dict[int,"):
+                value = {str(key): entry for key, entry in value.items()}
+            data[item.name] = value
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HostFacts:
+        data = json.loads(text)
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            value = data[item.name]
+            record = _RECORD_FIELDS.get(item.name)
+            int_keys = str(item.type).startswith("dict[int,")
+            if value is not None and record is not None:
+                if isinstance(value, list):
+                    value = [_record_of(record, entry) for entry in value]
+                else:
+                    value = {(int(key) if int_keys else key): _record_of(record, entry) for key, entry in value.items()}
+            elif isinstance(value, dict) and int_keys:
+                value = {int(key): entry for key, entry in value.items()}
+            values[item.name] = value
+        return cls(**values)
+
     def descends_from(self, pid: int, ancestor: int) -> bool:
         """Whether ``pid`` is ``ancestor`` or one of its descendants (workers, reloaders)."""
         seen: set[int] = set()
@@ -147,3 +187,33 @@ class HostFacts:
                 return False
             pid = process.ppid
         return False
+
+
+# -- the JSON shapes of the records: their init fields; tuples come back as tuples --------
+
+
+def _record_data(record: Any) -> dict[str, Any]:
+    return {item.name: getattr(record, item.name) for item in fields(record) if item.init}
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(entry) for entry in value) if isinstance(value, list) else value
+
+
+def _record_of(record: type[Any], data: dict[str, Any]) -> Any:
+    values = {
+        item.name: _tuples(data[item.name]) if str(item.type).startswith("tuple") else data[item.name]
+        for item in fields(record)
+        if item.init
+    }
+    return record(**values)
+
+
+# Fields of HostFacts that hold records (a list of them, or a dict of them by key).
+_RECORD_FIELDS: dict[str, type[Any]] = {
+    "listeners": Listener,
+    "processes": Process,
+    "units": UnitFact,
+    "files": FileFact,
+    "probes": ProbeFact,
+}

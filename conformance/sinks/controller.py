@@ -8,7 +8,9 @@ objects, one per pytest config, never in module globals (nested runs must not sh
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,6 @@ from conformance.results import Outcome, Result
 from conformance.sinks import BaseSink, Sink
 from conformance.sinks.allure import AllureSink
 from conformance.sinks.junit import JUnitSink
-from conformance.store.records import RunInfo
-from conformance.store.session import record_session, runner_name
 
 RUN_ID_KEY = pytest.StashKey[str]()
 RESULT_PROPERTY = "conformance_result"
@@ -87,6 +87,9 @@ class BulletinSink(BaseSink):
         self.update: BulletinUpdate | None = None
         self.database: str | None = None
         self.store_error: str | None = None
+        # Tests that ended without a judgement (a worker killed mid-test, an error outside
+        # the check): their subjects are unknown this run, so nothing may be retired.
+        self.unjudged: list[str] = []
 
     def on_result(self, result: Result, report: pytest.TestReport) -> None:
         self.results.append(result)
@@ -94,7 +97,14 @@ class BulletinSink(BaseSink):
     def on_finish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.results:
             return
-        complete = exitstatus in (0, 1) and not session.shouldstop and whole_inventory(self.config)
+        complete = (
+            exitstatus in (0, 1) and not session.shouldstop and not self.unjudged and whole_inventory(self.config)
+        )
+        # Imported here: SQLAlchemy and Alembic cost half a second, and only the controller
+        # needs them, once, at the end (``preload_store`` warms them up meanwhile).
+        from conformance.store.records import RunInfo
+        from conformance.store.session import record_session, runner_name
+
         run = RunInfo(self.run_id, runner_name(), harness_version(), complete)
         try:
             stored = record_session(self.config.getoption("--db"), self.path, self.inventory, self.results, run)
@@ -143,6 +153,20 @@ class TerminalSink(BaseSink):
         return f"{text}, {counts[Outcome.WAIVED]} waived" if counts[Outcome.WAIVED] else text
 
 
+def preload_store() -> None:
+    """Import the system database's modules in a background thread.
+
+    Started by a run that checks hosts: the import then overlaps with waiting for the
+    hosts' facts instead of delaying pytest's start (or a worker's, which never writes).
+    """
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            import conformance.store.session  # noqa: F401
+
+    threading.Thread(target=load, name="preload-store", daemon=True).start()
+
+
 def run_sinks(config: pytest.Config, inventory: Inventory, reports: Path, run_id: str) -> list[Sink]:
     """Every sink of a run, in the order their summaries are printed."""
     return [
@@ -170,9 +194,12 @@ class Controller:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        result = result_of(report)
+        if report.failed and result is None:
+            # xdist reports a crashed worker's test as failed, phase "???", with no Result.
+            self.sink(BulletinSink).unjudged.append(report.nodeid)
         if report.when != "call":
             return
-        result = result_of(report)
         if result is not None:
             for sink in self.sinks:
                 sink.on_result(result, report)

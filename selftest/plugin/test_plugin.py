@@ -211,3 +211,88 @@ def test_yaml_alias_bomb_inventory_is_a_usage_error(harness_project):
     result = harness_project.runpytest("--inventory", str(bomb))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "alias bomb" in result.stderr.str() and len(result.stderr.str()) < 5000
+
+
+KILL_WORKER_CONFTEST = """
+import os
+import signal
+
+
+def pytest_runtest_setup(item):
+    # kill -9 of the worker process while it runs one of the named host's tests
+    host = os.environ.get("KILL_WORKER_ON_HOST")
+    if host and hasattr(item.config, "workerinput") and f"[{host}" in item.nodeid:
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _unreachable_lab_site(tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "hosts:\n"
+        f"  - name: mini\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
+        f"  - name: studio\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
+    )
+    return site
+
+
+def test_a_worker_killed_mid_run_loses_no_bulletin_entry(harness_project, tmp_path):
+    """Open entries whose checks died with a worker stay open: a crash is not a resolution."""
+    import os
+    import subprocess
+    import sys
+
+    with (harness_project.path / "conftest.py").open("a") as handle:
+        handle.write(KILL_WORKER_CONFTEST)
+    site, bulletin = _unreachable_lab_site(tmp_path), tmp_path / "bulletin.jsonl"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"--site={site}", f"--bulletin={bulletin}"]
+
+    def run(*args: str, kill: str | None = None) -> str:
+        env = {key: value for key, value in os.environ.items() if key != "KILL_WORKER_ON_HOST"}
+        if kill:
+            env["KILL_WORKER_ON_HOST"] = kill
+        done = subprocess.run(
+            [*command, *args], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        return done.stdout
+
+    run("-n", "0")
+    from conformance.bulletin.store import read_entries
+
+    opened = {entry["fingerprint"] for entry in read_entries(bulletin)}  # escalations, not bookkeeping
+    assert opened == {"gateway/host-identity/mini/-", "gateway/host-identity/studio/-"}
+    output = run("-n", "2", "--max-worker-restart=0", kill="mini")
+    assert "crashed" in output, output
+    events = [(entry["event"], entry["fingerprint"]) for entry in read_entries(bulletin)]
+    assert [event for event, _ in events].count("resolved") == 0, events
+    assert len(events) == 2, events
+
+
+def test_workers_read_the_controllers_facts_one_connection_per_host(harness_project, tmp_path):
+    """-n 3: each host is reached once, by the controller; the private snapshot is gone after."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    site, scratch = _unreachable_lab_site(tmp_path), tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "pytest", "-p", "no:randomly", f"--site={site}", "-m", "hosts or contracts"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    done = subprocess.run(
+        [*command, "-n", "3"], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "3 workers" in done.stdout, done.stdout
+    audit = [json.loads(line) for line in (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()]
+    connects = sorted(entry["host"] for entry in audit if entry["kind"] == "connect")
+    assert connects == ["mini", "studio"], audit
+    assert len({entry["pid"] for entry in audit}) == 1
+    assert "could not be checked" in done.stdout
+    assert not list(scratch.iterdir()), "the snapshot directory is removed at the end of the run"
+    auto = subprocess.run(
+        [*command, "-n", "auto"], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "-n auto runs no worker processes" in auto.stdout and " workers [" not in auto.stdout, auto.stdout
