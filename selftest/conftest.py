@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# Imported before any in-process pytester run: pytester restores sys.modules after each run,
+# and SQLAlchemy re-imported half-way (its classes cached by the first import) breaks.
+import conformance.store.session  # noqa: F401
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INVENTORY_DIR = PROJECT_ROOT / "inventory"
 

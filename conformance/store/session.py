@@ -109,7 +109,9 @@ def record_session(
             update.still_open = write_bulletin_file(engine, bulletin_file, inventory.layer.name)
         finally:
             engine.dispose()
-    except STORE_FAILURES as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the store is the run's error, never a crash
+        # STORE_FAILURES are the expected ones (down, refused, a bad URL); anything else is a
+        # defect, and the owners' bulletin file is still written from this run's results.
         error = f"{database}: {failure_text(exc)}"
         update = update_bulletin(
             bulletin_file,
