@@ -16,14 +16,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
-from conformance.errors import HostUnavailable, ParseError
+from conformance.errors import CannotCheck, HostUnavailable, ParseError
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest, ProbeResult, http_get, http_post_json, tcp_connect
-from conformance.redact import Secret, redact, register_secret_env
+from conformance.redact import Secret, redact, register_secret
+from conformance.secrets import SecretSources
 from conformance.transport.audit import AuditLog
 from conformance.transport.connection import ConnectionPool
 
@@ -70,10 +70,14 @@ class Runtime:
     _related_started: set[str] = field(default_factory=set, init=False)
     _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    secret_sources: SecretSources = field(init=False)
 
     def __post_init__(self) -> None:
         self.pool = ConnectionPool(self.audit)
-        register_secret_env(secret.env for secret in self.inventory.secrets)
+        self.secret_sources = SecretSources.of(self.inventory)
+        # Every value any source holds is masked in every output, used or not.
+        for value in self.secret_sources.all_values(self.inventory.secrets):
+            register_secret(value)
 
     def _host_lock(self, key: str) -> threading.Lock:
         with self._lock:
@@ -119,7 +123,7 @@ class Runtime:
         """
         pending = [host for host in hosts if host not in self._facts]
         jobs: list[Callable[[], object]] = [partial(self._gather_quietly, host) for host in pending]
-        jobs += [partial(self.lan, request) for request in dict.fromkeys(requests)]
+        jobs += [partial(self._lan_quietly, request) for request in dict.fromkeys(requests)]
         if len(jobs) < 2:
             return
         with ThreadPoolExecutor(max_workers=min(16, len(jobs)), thread_name_prefix="prefetch") as pool:
@@ -130,6 +134,12 @@ class Runtime:
         # A failure is cached: every check of that host reports this one cause later.
         with contextlib.suppress(HostUnavailable):
             self.facts(host)
+
+    def _lan_quietly(self, request: LanRequest) -> None:
+        # A probe that cannot be made (its secret's file refused) is not cached: the check
+        # that needs it makes it again and reports the cause.
+        with contextlib.suppress(CannotCheck):
+            self.lan(request)
 
     def _start_related(self, host: str) -> None:
         """Start gathering, in the background, the hosts this host's checks will also read.
@@ -191,18 +201,22 @@ class Runtime:
         return self.probe(request.key, request.address, lambda: http_get(request.url, timeout, headers))
 
     def secret(self, name: str) -> Secret | None:
-        """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it)."""
+        """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it).
+
+        Looked up in the sources of ``conformance.secrets``; raises SecretsFileRefused (a
+        CannotCheck: the check is broken, naming the file) when the site's secrets file is
+        not the user's own 0600 file.
+        """
         record = self.inventory.secret_env(name)
         if record is None:
             return None
-        if record.file:
-            try:
-                value = Path(record.file).read_text(encoding="utf-8").strip()
-            except OSError:
-                return None
-        else:
-            value = os.environ.get(record.env, "")
+        value = self.secret_sources.value(record)
         return Secret(value) if value else None
+
+    def secret_hint(self, name: str) -> str:
+        """Where the owner can put a secret that was not found."""
+        record = self.inventory.secret_env(name)
+        return self.secret_sources.where(record) if record is not None else f"declare the secret {name!r}"
 
     def close(self) -> None:
         self.pool.close_all()
