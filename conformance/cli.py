@@ -197,10 +197,11 @@ def _report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    command = [str(allure), "generate", str(results), "--output", str(output), "--clean", "--single-file"]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    if completed.returncode != 0:
-        print(f"conformance report: allure failed:\n{completed.stdout}{completed.stderr}", file=sys.stderr)
+    from conformance.report_history import generate_with_history
+
+    failure = generate_with_history(allure, results, output)
+    if failure:
+        print(f"conformance report: {failure}", file=sys.stderr)
         return 1
     print(f"report: {(output / 'index.html').resolve()}")
     return 0
