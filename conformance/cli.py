@@ -164,16 +164,14 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not site_given:
         print("no site given (CONFORMANCE_SITE, CONFORMANCE_HOST_*, --inventory): running against the lab")
-        from lab.cli import run_lab_command
+        from lab.cli import prepare_for_run
 
-        status = run_lab_command(argparse.Namespace(lab_command="up"))
+        # Up only if it is down; a running or drifted lab is checked at once, never waited on.
+        status = prepare_for_run()
         if status != 0:
             return status
+        # The lab inventory names the lab's 0600 secrets file: nothing is exported.
         env["CONFORMANCE_INVENTORY"] = str(PROJECT_ROOT / "inventory" / "lab.yaml")
-        from lab.api import secrets_env
-
-        for key, value in secrets_env().items():
-            env.setdefault(key, value)
     # --rootdir: pytest otherwise derives it from path-like arguments (an inventory in /tmp
     # would move it and lose this project's testpaths and markers).
     command = [sys.executable, "-m", "pytest", f"--rootdir={PROJECT_ROOT}", "-n", "auto", *extra]
@@ -197,10 +195,11 @@ def _report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    command = [str(allure), "generate", str(results), "--output", str(output), "--clean", "--single-file"]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    if completed.returncode != 0:
-        print(f"conformance report: allure failed:\n{completed.stdout}{completed.stderr}", file=sys.stderr)
+    from conformance.report_history import generate_with_history
+
+    failure = generate_with_history(allure, results, output)
+    if failure:
+        print(f"conformance report: {failure}", file=sys.stderr)
         return 1
     print(f"report: {(output / 'index.html').resolve()}")
     return 0

@@ -9,7 +9,8 @@
         ├── ParseError                command output or file content of an unexpected shape
         ├── CommandRefused            a command outside the read-only allow-list (never sent)
         ├── CommandTimeout            a command on a host did not finish within its deadline
-        └── KeyMaterialError          host key material (pinned key, known_hosts) is unusable
+        ├── KeyMaterialError          host key material (pinned key, known_hosts) is unusable
+        └── SecretsFileRefused        the site's secrets file is not the user's own 0600 file
 
 The outcome policy (``conformance.outcomes``) turns a ``CannotCheck`` into a broken Result
 that names its cause, and ``HostUnavailable`` into one root cause that the host's other
@@ -87,6 +88,19 @@ class CommandTimeout(CannotCheck):
 class KeyMaterialError(CannotCheck):
     """Host key material is unusable: a pinned key without a body, an unknown key type,
     a malformed known_hosts line. The host is then never connected to."""
+
+
+class SecretsFileRefused(CannotCheck):
+    """The site's secrets file is not used: group- or world-accessible, owned by another user,
+    unreadable or malformed. The message names the file and the fix, never its content."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"secrets file {path} refused: {reason}")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (SecretsFileRefused, (self.path, self.reason))
 
 
 class ParseError(CannotCheck, ValueError):

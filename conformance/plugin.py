@@ -31,10 +31,12 @@ from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
 from conformance.sinks import Sink
+from conformance.sinks.categories import Acknowledgements, marked
 from conformance.sinks.controller import (
     RESULT_PROPERTY,
     RUN_ID_KEY,
     Controller,
+    bulletin_path,
     outcome_of,
     preload_store,
     run_sinks,
@@ -53,6 +55,7 @@ CASE_KEY = pytest.StashKey[Case]()
 PREFETCH_KEY = pytest.StashKey[bool]()
 SNAPSHOT_KEY = pytest.StashKey[Snapshot]()
 AUTO_WORKERS_KEY = pytest.StashKey[int]()
+ACKNOWLEDGED_KEY = pytest.StashKey[Acknowledgements]()
 
 
 class ContractViolation(AssertionError):
@@ -163,6 +166,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
     sinks = run_sinks(config, inventory, reports_dir(config), run_id)
     config.stash[SINKS_KEY] = sinks
+    # The bulletin's current acknowledgements, read once per process on first use: an
+    # acknowledged problem's message carries the marker Allure's categories sort it by.
+    config.stash[ACKNOWLEDGED_KEY] = Acknowledgements(bulletin_path(config, reports_dir(config)))
     if workerinput is None:
         config.pluginmanager.register(Controller(sinks), "conformance-controller")
         _start_gathering(config)
@@ -294,12 +300,15 @@ def run_case(item: pytest.Item, spec: ContractSpec, case: Case) -> Result:
         sink.on_test(case, result)
     if result.outcome is Outcome.SKIPPED:
         pytest.skip(result.summary)
+    # Each problem's message leads with the marker of its kind (conformance.sinks.categories).
     if result.outcome is Outcome.WAIVED:
-        pytest.skip(skip_reason(result))
+        pytest.skip(marked(skip_reason(result), result))
+    problem = result.outcome in (Outcome.VIOLATED, Outcome.BROKEN)
+    acknowledged = problem and item.config.stash[ACKNOWLEDGED_KEY].covers(result)
     if result.outcome is Outcome.VIOLATED:
-        raise ContractViolation(result.render())
+        raise ContractViolation(marked(result.render(), result, acknowledged))
     if result.outcome is Outcome.BROKEN:
-        raise CheckBroken(result.render())
+        raise CheckBroken(marked(result.render(), result, acknowledged))
     return result
 
 

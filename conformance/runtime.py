@@ -16,15 +16,15 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conformance.errors import HostUnavailable, ParseError
+from conformance.errors import CannotCheck, HostUnavailable, ParseError
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest, ProbeResult, close_client, http_get, http_post_json, tcp_connect
-from conformance.redact import Secret, redact, register_secret_env
+from conformance.redact import Secret, redact, register_secret, register_secret_env
+from conformance.secrets import SecretSources
 from conformance.snapshot import Snapshot
 from conformance.transport.audit import AuditLog
 
@@ -87,9 +87,14 @@ class Runtime:
     snapshot_probes: bool = field(default=False, init=False)
     _snapshot_plan_read: bool = field(default=False, init=False)
     _snapshot_probes_read: bool = field(default=False, init=False)
+    secret_sources: SecretSources = field(init=False)
 
     def __post_init__(self) -> None:
         register_secret_env(secret.env for secret in self.inventory.secrets)
+        self.secret_sources = SecretSources.of(self.inventory)
+        # Every value any source holds is masked in every output, used or not.
+        for value in self.secret_sources.all_values(self.inventory.secrets):
+            register_secret(value)
 
     @property
     def pool(self) -> ConnectionPool:
@@ -203,7 +208,7 @@ class Runtime:
 
         def probe(request: LanRequest) -> None:
             with gate:
-                self.lan(request)
+                self._lan_quietly(request)
 
         threads = [
             threading.Thread(target=gather_host, args=(host,), name=f"gather-{host}", daemon=True) for host in hosts
@@ -245,6 +250,12 @@ class Runtime:
         # A failure is cached: every check of that host reports this one cause later.
         with contextlib.suppress(HostUnavailable):
             self.facts(host)
+
+    def _lan_quietly(self, request: LanRequest) -> None:
+        # A probe that cannot be made (its secret's file refused) is not cached: the check
+        # that needs it makes it again and reports the cause.
+        with contextlib.suppress(CannotCheck):
+            self.lan(request)
 
     def _start_related(self, host: str) -> None:
         """Start gathering, in the background, the hosts this host's checks will also read.
@@ -308,18 +319,22 @@ class Runtime:
         return self.probe(request.key, request.address, lambda: http_get(request.url, timeout, headers))
 
     def secret(self, name: str) -> Secret | None:
-        """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it)."""
+        """A declared secret, as a Secret (renders as ***; ``reveal()`` only to send it).
+
+        Looked up in the sources of ``conformance.secrets``; raises SecretsFileRefused (a
+        CannotCheck: the check is broken, naming the file) when the site's secrets file is
+        not the user's own 0600 file.
+        """
         record = self.inventory.secret_env(name)
         if record is None:
             return None
-        if record.file:
-            try:
-                value = Path(record.file).read_text(encoding="utf-8").strip()
-            except OSError:
-                return None
-        else:
-            value = os.environ.get(record.env, "")
+        value = self.secret_sources.value(record)
         return Secret(value) if value else None
+
+    def secret_hint(self, name: str) -> str:
+        """Where the owner can put a secret that was not found."""
+        record = self.inventory.secret_env(name)
+        return self.secret_sources.where(record) if record is not None else f"declare the secret {name!r}"
 
     def close(self) -> None:
         if self._pool is not None:

@@ -286,6 +286,37 @@ def host_root(host: str) -> Path:
     return root_dir(host)
 
 
+@dataclass(frozen=True)
+class RunReadiness:
+    """What ``lab_for_run`` found or did: the suites then run at once, whatever the lab's health."""
+
+    started: bool
+    drifts: list[str]
+    note: str
+
+
+def lab_for_run() -> RunReadiness:
+    """The lab as the suites should find it, for ``conformance run``.
+
+    A lab that carries drifts is never waited on (it is not meant to be healthy: the run is
+    there to report what the drifts broke) and never brought up (starting a host would undo
+    a drift that stopped it). A running lab is used as it is, healthy or not. Only a lab with
+    a host not running and no drift is brought up, waiting for health as ``lab up`` does.
+    The secrets file the lab inventory names is written if it is missing (0600).
+    """
+    require_supported()
+    st = load_state()
+    drifts = [d_["name"] for d_ in st.drifts]
+    if drifts or all(host_running(st, h) for h in c.HOSTS):
+        secrets_file = c.state_dir() / SECRETS_ENV
+        if not secrets_file.exists():
+            write_file(secrets_file, load_or_create_secrets().env_text(), 0o600)
+        state = f"carries drifts ({', '.join(drifts)})" if drifts else "is running"
+        return RunReadiness(False, drifts, f"the lab {state}: running the suites against it now")
+    info = lab_up()
+    return RunReadiness(True, [], f"lab up in {info.seconds:.1f} s")
+
+
 def lab_up() -> LabInfo:
     """Bring the lab up (building what is missing) and wait until every host is healthy.
 

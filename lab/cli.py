@@ -59,6 +59,12 @@ def run_lab_command(args: argparse.Namespace) -> int:
         return 1
 
 
+def prepare_for_run() -> int:
+    """``conformance run`` without a site: the lab as it is when it runs or carries drifts,
+    brought up only when it is down (see ``api.lab_for_run``)."""
+    return run_lab_command(argparse.Namespace(lab_command="for-run"))
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     # Imported here so `--help` works on machines that cannot run the lab.
     from . import api, drifts
@@ -74,6 +80,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             kind = "cold (built first)" if info.cold else "warm"
             print(f"lab up in {info.seconds:.1f} s ({kind}); state in {info.state_dir}")
+        return 0
+    if cmd == "for-run":  # internal: conformance run's preparation, not a subcommand
+        readiness = api.lab_for_run()
+        print(readiness.note)
         return 0
     if cmd == "down":
         secs = api.lab_down()

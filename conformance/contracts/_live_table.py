@@ -46,8 +46,7 @@ def live_table(case: Case, litellm: Service | None = None) -> LiveTable:
     litellm = litellm or litellm_service(case.inventory, case.service)
     request = model_info_request(case)
     if request is None:
-        record = case.inventory.secret_env(MASTER_KEY)
-        return LiveTable(None, f"skipped: master key not in the environment ({record.env if record else MASTER_KEY})")
+        return LiveTable(None, f"skipped: the {MASTER_KEY} secret was not found ({case.bound.secret_hint(MASTER_KEY)})")
     probe = case.lan(request)
     if probe.status != 200:
         return LiveTable(None, f"not available ({probe.describe()})")

@@ -92,9 +92,7 @@ def judge(case: Case) -> Result:
         return skipped(f"{check.path} makes real model calls; run with --model-health to include it")
     secret = secret_of(check)
     if secret is not None and case.bound.secret(secret) is None:
-        record = case.inventory.secret_env(secret)
-        variable = record.env if record else secret
-        return broken(f"{check.path} needs the {secret} secret: set {variable} in the environment")
+        return broken(f"{check.path} needs the {secret} secret: {case.bound.secret_hint(secret)}")
     if check.per_model and case.service is not None and case.service.kind == "litellm":
         return _per_model(case)
     if check.vantage == "loopback":

@@ -160,8 +160,7 @@ def judge(case: Case) -> Result:
         return skipped("the live route probe sends one one-token completion per handle; run with --probe-routes")
     litellm = litellm_service(case.inventory, case.service)
     if case.bound.secret(MASTER_KEY) is None:
-        record = case.inventory.secret_env(MASTER_KEY)
-        return broken(f"the live route probe needs the {MASTER_KEY} secret: set {record.env if record else MASTER_KEY}")
+        return broken(f"the live route probe needs the {MASTER_KEY} secret: {case.bound.secret_hint(MASTER_KEY)}")
     graph = router_graph(case.inventory, case.facts, litellm)
     looping = looping_handles(graph, live_table(case, litellm).graph)
     requests = {handle: route_request(case, litellm, handle) for handle in graph.handles() if handle not in looping}

@@ -98,8 +98,7 @@ def judge(case: Case) -> Result:
         else:
             live_note = f"not available ({probe.describe()})"
     else:
-        record = inventory.secret_env(MASTER_KEY)
-        live_note = f"skipped: master key not in the environment ({record.env if record else MASTER_KEY})"
+        live_note = f"skipped: the {MASTER_KEY} secret was not found ({case.bound.secret_hint(MASTER_KEY)})"
     hosts = {service.host for service in inventory.services if service.kind == "optillm-local" and service.is_live}
     present = models_present(inventory, {host: case.facts(host) for host in sorted(hosts)})
     return judge_handles(graph, live_handles, live_note, present, live_table(case, litellm), litellm.name)

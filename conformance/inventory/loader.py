@@ -133,7 +133,13 @@ def _located_records(items: list[dict[str, Any]]) -> Any:
 
 
 def _resolve_relative_paths(document: LocatedDict, base_dir: Path) -> None:
-    """SSH key, known_hosts and the owners' document paths are relative to the inventory file, not the cwd."""
+    """SSH key, known_hosts, secrets file and the owners' document paths are relative to the
+    inventory file, not the cwd."""
+    secrets_file = document.get("secrets_file")
+    if isinstance(secrets_file, str) and secrets_file:
+        document["secrets_file"] = str(
+            Path(secrets_file).expanduser() if secrets_file.startswith("~") else (base_dir / secrets_file).resolve()
+        )
     layer = document.get("layer")
     if isinstance(layer, dict) and isinstance(layer.get("document"), str):
         value = layer["document"]

@@ -316,6 +316,10 @@ class Inventory(Record):
     contracts: tuple[Contract, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    secrets_file: str | None = Field(
+        default=None,
+        description="A 0600 file of NAME=value lines holding the secrets' variables (relative to the file naming it).",
+    )
     waivers: tuple[Waiver, ...] = ()
     bulletin: BulletinPolicy = BulletinPolicy()
     source_path: str = Field(default="", exclude=True)

@@ -16,6 +16,7 @@ from conformance.contracts.base import Case
 from conformance.redact import redact
 from conformance.results import Result
 from conformance.sinks import BaseSink
+from conformance.sinks.categories import write_run_files
 
 _SEVERITY = {"critical": "critical", "major": "normal", "minor": "minor"}
 
@@ -58,7 +59,8 @@ def environment_properties(inventory_path: str, run_id: str, version: str, layer
 
 
 class AllureSink(BaseSink):
-    """Labels and attachments per test; environment.properties at the end of the run."""
+    """Labels and attachments per test; environment.properties, categories.json (the owners'
+    kinds of problem) and executor.json (the runner) at the end of the run."""
 
     def __init__(self, results_dir: str | None, inventory_path: str, run_id: str, version: str, layer: str) -> None:
         self.results_dir = results_dir
@@ -71,5 +73,6 @@ class AllureSink(BaseSink):
         if self.results_dir and Path(self.results_dir).is_dir():
             try:
                 (Path(self.results_dir) / "environment.properties").write_text(self.environment, encoding="utf-8")
+                write_run_files(Path(self.results_dir))
             except OSError as exc:
                 self.error = f"Allure environment not written: {exc}"

@@ -24,8 +24,10 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from conformance.errors import SecretsFileRefused
 from conformance.inventory.model import Secret
 from conformance.redact import register_secret
+from conformance.secrets import SecretSources
 
 DB_ENV = "CONFORMANCE_DB"
 DEFAULT_FILE_NAME = "conformance.db"
@@ -61,20 +63,23 @@ def database_url(value: str | None, bulletin_file: Path) -> URL:
     return url
 
 
-def with_password(url: URL, secrets: Iterable[Secret], environ: dict[str, str] | None = None) -> URL:
-    """Fill in a URL's missing password from the inventory's ``system-db`` secret."""
+def with_password(
+    url: URL, secrets: Iterable[Secret], environ: dict[str, str] | None = None, secrets_file: str | None = None
+) -> URL:
+    """Fill in a URL's missing password from the inventory's ``system-db`` secret, looked up
+    like every secret (``conformance.secrets``: variable, own file, systemd credential, the
+    site's secrets file). A refused secrets file leaves the URL as it is (the database then
+    refuses the login, and the run says so)."""
     if url.password or url.get_backend_name() == "sqlite":
         return url
-    environ = dict(os.environ) if environ is None else environ
+    sources = SecretSources(Path(secrets_file) if secrets_file else None, os.environ if environ is None else environ)
     for secret in secrets:
         if secret.name != DB_SECRET_NAME:
             continue
-        value: str | None = environ.get(secret.env) or None
-        if value is None and secret.file:
-            try:
-                value = Path(secret.file).read_text(encoding="utf-8").strip() or None
-            except OSError:
-                value = None
+        try:
+            value = sources.value(secret)
+        except SecretsFileRefused:
+            value = None
         if value:
             register_secret(value)
             return url.set(password=value)

@@ -67,7 +67,7 @@ def failure_text(exc: BaseException) -> str:
 
 
 def resolve_url(option: str | None, bulletin_file: Path, inventory: Inventory) -> URL:
-    return with_password(database_url(option, bulletin_file), inventory.secrets)
+    return with_password(database_url(option, bulletin_file), inventory.secrets, secrets_file=inventory.secrets_file)
 
 
 def open_store(url: URL) -> Engine:

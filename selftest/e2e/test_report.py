@@ -91,6 +91,12 @@ def test_failing_contract_is_in_the_html_report_under_its_service_with_owner(run
     exposed = next(name for name in where if "test_optillm_never_exposed" in name)
     assert where[exposed] == ("Gateway layer", "optillm-proxy", "optillm-never-exposed")
     _, leaf = next((path, leaf) for path, leaf in failing if leaf["name"] == exposed)
+    # Sorted under the owners' category, not Allure's "Product defects"; the runner is named.
+    categories = json.loads(base64.b64decode(re.search(r"d\('data/categories\.json','([^']+)'\)", html).group(1)))
+    by_category = {
+        category["name"]: [leaf["name"] for _, leaf in _leaves(category)] for category in categories["children"]
+    }
+    assert exposed in by_category["Contract violated"] and "Product defects" not in by_category
 
     url = f"{index.as_uri()}#behaviors/{leaf['parentUid']}/{leaf['uid']}"
     dom = _render(chromium, url, tmp_path / "profile", ["--dump-dom"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conformance.bulletin.store import read_entries
@@ -146,6 +148,16 @@ def test_unreachable_host_is_one_error_cause_not_a_failure(harness_project, monk
     junit = (harness_project.path / "reports" / "junit.xml").read_text()
     assert "<failure" not in junit and junit.count("<error") >= 5
     assert 'failures="0"' in junit
+    # Each problem's message leads with its kind's marker, which the Allure categories match.
+    assert "[blocked by root cause]" in junit and "[could not check]" in junit
+    allure_results = harness_project.path / "reports" / "allure-results"
+    categories = json.loads((allure_results / "categories.json").read_text())
+    assert [category["name"] for category in categories][:3] == [
+        "Contract violated",
+        "Could not check",
+        "Blocked by a root cause",
+    ]
+    assert json.loads((allure_results / "executor.json").read_text())["name"]
 
 
 def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):

@@ -112,6 +112,10 @@ def litellm_like(connection: socket.socket, request: bytes) -> None:
     """Echoes what it received in its body, with LiteLLM's route headers and one header not kept."""
     head, _, body = request.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
+    # The client may send the body in a write of its own: read it up to its announced length.
+    length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+    while len(body) < length and (more := connection.recv(65536)):
+        body += more
     answer = json.dumps({"request_line": lines[0], "headers": lines[1:], "body": body.decode()}).encode()
     connection.sendall(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -63,7 +63,7 @@ def test_credential_shapes_are_masked(text, secret):
 
 
 NOT_SECRETS = [
-    "needs the litellm-master-key secret: set LITELLM_MASTER_KEY in the environment",
+    "needs the litellm-master-key secret: export LITELLM_MASTER_KEY, add a line for LITELLM_MASTER_KEY to the file",
     "TOKENIZERS_PARALLELISM=false",
     "/opt/optillm-proxy/venv/lib/python3.11/site-packages",
     "port 4020 is bound to 0.0.0.0, declared 127.0.0.1 only",
