@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from conformance.errors import CannotCheck, HostUnavailable, ParseError
+from conformance.errors import HostUnavailable, ParseError
 from conformance.facts.gather import gather
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Inventory
@@ -252,9 +252,10 @@ class Runtime:
             self.facts(host)
 
     def _lan_quietly(self, request: LanRequest) -> None:
-        # A probe that cannot be made (its secret's file refused) is not cached: the check
-        # that needs it makes it again and reports the cause.
-        with contextlib.suppress(CannotCheck):
+        # A probe that cannot be made (its secret's file refused, or anything unforeseen) is
+        # not cached: the check that needs it makes it again, in the test, where the outcome
+        # policy turns the failure into a result. A background thread must never raise.
+        with contextlib.suppress(Exception):
             self.lan(request)
 
     def _start_related(self, host: str) -> None:
