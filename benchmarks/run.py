@@ -15,7 +15,13 @@ then again), so a slow spell of the machine hits every figure alike:
 
 It then prints the ratios the README quotes, SSH connections and remote executions per
 host per run (from the audit log; for -n auto and -n 4), and the peak memory (maximum
-resident set) of a harness run. Run as root:
+resident set) of a harness run.
+
+The commands run as a user's repeated runs do: with Python's bytecode cache (a machine that
+sets ``PYTHONDONTWRITEBYTECODE`` would otherwise recompile every module of every command on
+every run), after one unmeasured warm-up round, and each command keeps its own reports
+folder from run to run (the system database and the bulletin exist after the first run, as
+they do for the timer). Run as root:
 
     .venv/bin/python benchmarks/run.py [--runs 5]
 """
@@ -111,6 +117,15 @@ def naive_command(workers: str) -> list[str]:
     ]
 
 
+def _last_run_audit(audit: Path) -> Path:
+    """The audit lines of the newest run only (the reports folder is kept from run to run)."""
+    lines = audit.read_text().splitlines() if audit.exists() else []
+    last_run = json.loads(lines[-1])["run"] if lines else None
+    kept = audit.with_name(f"audit-{len(list(audit.parent.glob('audit-*.jsonl')))}.jsonl")
+    kept.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["run"] == last_run))
+    return kept
+
+
 def audit_figures(audit: Path) -> tuple[Counter[str], Counter[str], int]:
     connects: Counter[str] = Counter()
     execs: Counter[str] = Counter()
@@ -128,6 +143,7 @@ def main() -> int:
     args = parser.parse_args()
     lab_up()
     env = {**os.environ, **secrets_env()}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     inventory = load_inventory(LAB_INVENTORY, environ=env)
     figures = {
         "auto": Figure("the harness, pytest -n auto"),
@@ -140,9 +156,9 @@ def main() -> int:
         "trivial-2": Figure("49 trivial tests, same plugins, -n 2 (xdist's start-up)"),
     }
     with tempfile.TemporaryDirectory() as scratch:
-        for index in range(args.runs):
+        for index in range(-1, args.runs):  # round -1: the warm-up, not measured
             for key, figure in figures.items():
-                reports = Path(scratch) / f"{key}-{index}"
+                reports = Path(scratch) / key
                 if key.startswith("naive-"):
                     command = naive_command(key.removeprefix("naive-"))
                 elif key.startswith("trivial-"):
@@ -150,10 +166,12 @@ def main() -> int:
                 else:
                     command = harness_command(key, reports)
                 seconds, code, peak = timed(command, env)
+                if index < 0:
+                    continue
                 figure.seconds.append(seconds)
                 figure.codes.add(code)
                 figure.peak_kib = max(figure.peak_kib, peak)
-                figure.audits.append(reports / "audit.jsonl")
+                figure.audits.append(_last_run_audit(reports / "audit.jsonl"))
         baselines = [figure for key, figure in figures.items() if key.startswith(("naive-", "trivial-"))]
         failed = [figure.label for figure in baselines if figure.codes != {0}]
         if failed:

@@ -6,7 +6,10 @@ inventories generated here that extend inventory/lab.yaml. Each figure is the me
 several runs; the ratio is to the 2-host time. The harness gathers every host once,
 concurrently, in the process that runs the tests (``-n auto`` starts no workers), so the
 time should grow with the local CPU each host costs, not with the number of checks.
-Run as root:
+As in benchmarks/run.py, the runs use Python's bytecode cache, start after one unmeasured
+warm-up round, and each host count keeps its reports folder from run to run. From the
+per-host costs measured here (wall time, and the CPU time of the run's processes), it
+prints what 200 hosts would take and which limit is reached first. Run as root:
 
     .venv/bin/python benchmarks/scale.py [--runs 3] [--keep]
 """
@@ -148,6 +151,7 @@ def check_inventory(path: Path) -> None:
 @dataclass
 class SuiteRun:
     seconds: float
+    cpu_seconds: float
     code: int
     tests: int
     failed: int
@@ -179,28 +183,38 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
         str(reports / "bulletin.jsonl"),
     ]
     started = time.monotonic()
-    done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT, check=False
-    )
-    seconds = time.monotonic() - started
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            raise
+        seconds = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read()
     suite = ET.parse(reports / "junit.xml").getroot()
     if suite.tag == "testsuites":
         suite = suite[0]
     # Processes that opened an SSH connection: the one that gathers, whatever the workers.
     audit = reports / "audit.jsonl"
-    workers = {json.loads(line)["pid"] for line in audit.read_text().splitlines()} if audit.is_file() else set()
+    entries = [json.loads(line) for line in audit.read_text().splitlines()] if audit.is_file() else []
+    last_run = entries[-1]["run"] if entries else None
+    workers = {entry["pid"] for entry in entries if entry["run"] == last_run}
     # pytest's own final line, not junit: there an error raised in a test's call phase
     # counts as a failure, while pytest (and the harness) report it as an error.
-    tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    tail = text.strip().splitlines()[-1] if text.strip() else ""
     failed, errors = (re.search(rf"(\d+) {word}", tail) for word in ("failed", "error"))
     return SuiteRun(
         seconds,
-        done.returncode,
+        usage.ru_utime + usage.ru_stime,
+        process.returncode,
         int(suite.get("tests", 0)),
         int(failed.group(1)) if failed else 0,
         int(errors.group(1)) if errors else 0,
         len(workers),
-        done.stdout + done.stderr,
+        text,
     )
 
 
@@ -221,6 +235,45 @@ def main_lab_drifts() -> list[str]:
         return []
 
 
+def print_projection(results: dict[int, list[SuiteRun]], hosts: int = 200) -> None:
+    """What ``hosts`` hosts would take, from the measured cost of each host beyond the first two.
+
+    Gathering is I/O in threads (at most PREFETCH_THREADS hosts at once), so a host's wall
+    time mostly overlaps; what does not overlap is the CPU each host costs the one process
+    that runs the checks (handshake, parsing, its checks, the sinks). Beyond the workers
+    threshold the plugin starts workers, which share the checking but not the gathering.
+    """
+    from conformance.runtime import PREFETCH_THREADS
+    from conformance.workers import WORKER_START_SECONDS, choose, usable_cpus
+
+    small, large = min(HOST_COUNTS), max(HOST_COUNTS)
+    wall = {total: statistics.median(r.seconds for r in results[total]) for total in (small, large)}
+    cpu = {total: statistics.median(r.cpu_seconds for r in results[total]) for total in (small, large)}
+    tests = {total: results[total][0].tests for total in (small, large)}
+    extra = large - small
+    wall_per_host = (wall[large] - wall[small]) / extra
+    cpu_per_host = (cpu[large] - cpu[small]) / extra
+    checks_per_host = (tests[large] - tests[small]) / extra
+    checks = int(tests[small] + (hosts - small) * checks_per_host)
+    cpus = usable_cpus()
+    workers = choose("auto", checks, cpus)
+    serial_cpu = cpu[small] + (hosts - small) * cpu_per_host
+    waves = -(-hosts // PREFETCH_THREADS)
+    print()
+    print(
+        f"per extra host: {wall_per_host * 1000:.0f} ms wall, {cpu_per_host * 1000:.0f} ms CPU, "
+        f"{checks_per_host:.1f} checks"
+    )
+    print(
+        f"{hosts} hosts on this machine ({cpus} CPUs), on paper: {checks} checks, about "
+        f"{wall[small] + (hosts - small) * wall_per_host:.0f} s at the measured wall time per host; "
+        f"{serial_cpu:.0f} s of CPU in all; gathering in {waves} waves of at most {PREFETCH_THREADS} hosts; "
+        f"-n auto would start {workers} workers ({WORKER_START_SECONDS:g} s of start-up each)"
+    )
+    limit = "CPU" if serial_cpu / cpus > waves * wall[small] else f"the hosts' answers ({waves} waves)"
+    print(f"the first limit reached: {limit}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="runs per host count (median; default 3)")
@@ -235,6 +288,7 @@ def main() -> int:
     print(f"scale up {extra}: {up.seconds:.1f} s ({len(up.started)} started, golden built: {up.golden_built})")
     env = {k: v for k, v in os.environ.items() if not SCRUBBED_ENV.match(k)}
     env.update(secrets_env())
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     results: dict[int, list[SuiteRun]] = {}
     failed = False
     try:
@@ -245,14 +299,17 @@ def main() -> int:
                 check_inventory(path)
             # Interleaved (2, 10, 22, 2, 10, 22, ...) so a slow spell of the machine hits
             # every host count alike instead of one figure.
+            for total, path in inventories.items():  # the warm-up round, not measured
+                suite_run(path, folder / f"reports-{total}", env)
             for index in range(args.runs):
                 for total, path in inventories.items():
                     drifts = set(main_lab_drifts())
-                    run = suite_run(path, folder / f"reports-{total}-{index}", env)
+                    run = suite_run(path, folder / f"reports-{total}", env)
                     drifts |= set(main_lab_drifts())
                     results.setdefault(total, []).append(run)
                     print(
-                        f"  run {index + 1}/{args.runs}, {total:>2} hosts: {run.seconds:6.2f} s, exit {run.code}, "
+                        f"  run {index + 1}/{args.runs}, {total:>2} hosts: {run.seconds:6.2f} s "
+                        f"({run.cpu_seconds:.2f} s CPU), exit {run.code}, "
                         f"{run.tests} tests, {run.failed} failed, {run.errors} errors, {run.workers} connecting"
                         + (f"; main lab drifts applied meanwhile: {', '.join(sorted(drifts))}" if drifts else "")
                     )
@@ -282,6 +339,7 @@ def main() -> int:
             f"{total:>5}  {runs[0].tests:>5}  {median:>16.2f} s  {median / base:>15.2f}x  "
             f"{', '.join(f'{r.seconds:.2f}' for r in runs)}"
         )
+    print_projection(results)
     last = results[max(HOST_COUNTS)]
     bad = [r for r in last if r.code != 0 or r.failed or r.errors]
     print(

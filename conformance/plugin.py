@@ -27,6 +27,7 @@ from conformance.contracts import (
 )
 from conformance.errors import InventoryError, RegistryError
 from conformance.inventory.loader import INVENTORY_ENV, load_inventory
+from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
@@ -44,6 +45,7 @@ from conformance.sinks.controller import (
 from conformance.snapshot import Snapshot
 from conformance.transport.audit import AuditLog
 from conformance.waivers import skip_reason
+from conformance.workers import WorkerChoice, choose, usable_cpus
 
 RUNTIME_KEY = pytest.StashKey[Runtime]()
 REGISTRY_KEY = pytest.StashKey[Registry]()
@@ -54,7 +56,8 @@ CASE_KEY = pytest.StashKey[Case]()
 # private snapshot it publishes for the workers.
 PREFETCH_KEY = pytest.StashKey[bool]()
 SNAPSHOT_KEY = pytest.StashKey[Snapshot]()
-AUTO_WORKERS_KEY = pytest.StashKey[int]()
+WORKER_CHOICE_KEY = pytest.StashKey[WorkerChoice]()
+LOADED_KEY = pytest.StashKey[tuple[Inventory, Registry]]()
 ACKNOWLEDGED_KEY = pytest.StashKey[Acknowledgements]()
 
 
@@ -104,6 +107,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="live route probe: one one-token completion per LiteLLM handle, to read where LiteLLM sends it",
     )
     group.addoption("--reports-dir", default=None, help="where reports and the audit log go (default: reports/)")
+    group.addoption(
+        "--conformance-force-workers",
+        action="store_true",
+        help="start exactly the -n N xdist workers, even where the plugin would run the checks in one process",
+    )
 
 
 def _project_dir(config: pytest.Config) -> Path:
@@ -149,9 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath = str(reports / "junit.xml")
     try:
-        inventory = load_inventory(_inventory_path(config), config.getoption("--site"))
-        registry = load_registry(_project_dir(config))
-        registry.check_agreement(inventory)
+        inventory, registry = _loaded(config)
     except (InventoryError, RegistryError) as exc:
         # UsageError makes pytest exit with code 4 before collecting anything.
         raise pytest.UsageError(str(exc)) from None
@@ -174,6 +180,46 @@ def pytest_configure(config: pytest.Config) -> None:
         _start_gathering(config)
     elif workerinput.get("conformance_snapshot"):
         config.stash[RUNTIME_KEY].read_snapshot(Snapshot(Path(workerinput["conformance_snapshot"])))
+
+
+def _loaded(config: pytest.Config) -> tuple[Inventory, Registry]:
+    """The inventory and the registry, loaded and checked once per process."""
+    if LOADED_KEY not in config.stash:
+        inventory = load_inventory(_inventory_path(config), config.getoption("--site"))
+        registry = load_registry(_project_dir(config))
+        registry.check_agreement(inventory)
+        config.stash[LOADED_KEY] = inventory, registry
+    return config.stash[LOADED_KEY]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.ExitCode, int | pytest.ExitCode]:
+    # A wrapper runs before xdist's own pytest_cmdline_main turns -n into workers.
+    _choose_workers(config)
+    return (yield)
+
+
+def _choose_workers(config: pytest.Config) -> None:
+    """The plugin picks the number of workers for the suites, ``-n`` being a ceiling.
+
+    See ``conformance.workers``: facts are gathered once, in the controller, so workers only
+    pay off for many checks. ``--conformance-force-workers`` keeps ``-n N`` as given.
+    """
+    asked = getattr(config.option, "numprocesses", None)
+    if not asked or hasattr(config, "workerinput") or not _runs_suites(config):
+        return  # no -n, -n 0, a worker, or the harness's own tests: xdist decides
+    if config.getoption("--conformance-force-workers") and isinstance(asked, int):
+        config.stash[WORKER_CHOICE_KEY] = WorkerChoice(str(asked), asked, 0, forced=True)
+        return
+    try:
+        inventory, registry = _loaded(config)
+    except (InventoryError, RegistryError):
+        config.option.numprocesses = 0  # configure stops the run with the error (exit 4)
+        return
+    checks = sum(1 for case in registry.cases(inventory) if prefetch.selected(config, case))
+    workers = choose(asked, checks, usable_cpus())
+    config.option.numprocesses = workers
+    config.stash[WORKER_CHOICE_KEY] = WorkerChoice(str(asked), workers, checks)
 
 
 def _distributed(config: pytest.Config) -> bool:
@@ -213,21 +259,9 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
         _prefetch(config, *prefetch.plan(config.stash[REGISTRY_KEY], runtime, cases))
 
 
-@pytest.hookimpl(tryfirst=True, optionalhook=True)
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` runs the suites in this process: facts are gathered once, centrally, in
-    threads, and the checks that remain are pure and cheap, so a worker would only add its
-    start-up (``-n N`` still forces N workers)."""
-    if not _runs_suites(config):
-        return None  # the harness's own tests: xdist's default
-    config.stash[AUTO_WORKERS_KEY] = 0
-    return 0
-
-
 def pytest_report_header(config: pytest.Config) -> str | None:
-    if AUTO_WORKERS_KEY in config.stash:
-        return "conformance: -n auto runs no worker processes (facts are gathered once, in threads); -n N forces N"
-    return None
+    choice = config.stash.get(WORKER_CHOICE_KEY, None)
+    return choice.header() if choice is not None else None
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -150,7 +150,7 @@ def _unit_commands(host: Host, plan: HostPlan) -> list[list[str]]:
 
 
 def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
-    """Gather all of one host's facts (two remote executions)."""
+    """Gather all of one host's facts (two rounds, each one set of concurrent executions)."""
     host = connection.record
     plan = build_plan(inventory, host)
     facts = HostFacts(host.name)
@@ -175,7 +175,7 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
         path, _ = resolve_path(request.service, request.declared, {}, None)
         if path:
             round_one.append(_sudo(host, ["cat", path]) if request.secret else ["cat", path])
-    results = iter(connection.run_batch(round_one))
+    results = iter(_run_in_lanes(connection, round_one))
 
     facts.hostname = _text(next(results))
     facts.os_name = _text(next(results))
@@ -217,6 +217,30 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     _round_two(connection, inventory, plan, facts)
     facts.commands = connection.commands_run
     return facts
+
+
+# Scripts that take the host a while (a metadata scan of a venv; probes that may wait for
+# their timeout) run in batches of their own, concurrently with the rest of the round.
+_OWN_LANE = frozenset({scripts.PACKAGE_VERSIONS.text, scripts.IN_HOST_PROBE.text})
+
+
+def _run_in_lanes(connection: HostConnection, commands: list[list[str]]) -> list[CommandResult]:
+    """Run one round's commands over the one connection, the slow ones in parallel channels.
+
+    The results come back in the order of ``commands``, whatever the lanes.
+    """
+    lanes: list[list[int]] = [[]]
+    for index, argv in enumerate(commands):
+        if len(argv) > 2 and argv[0] == "python3" and argv[2] in _OWN_LANE:
+            lanes.append([index])
+        else:
+            lanes[0].append(index)
+    lanes = [lane for lane in lanes if lane]
+    answers = connection.run_batches([[commands[index] for index in lane] for lane in lanes])
+    ordered: dict[int, CommandResult] = {}
+    for lane, lane_results in zip(lanes, answers, strict=True):
+        ordered.update(zip(lane, lane_results, strict=True))
+    return [ordered[index] for index in range(len(commands))]
 
 
 def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan, facts: HostFacts) -> None:

@@ -260,44 +260,100 @@ class HostConnection:
         self._backend = backend
         return backend
 
-    def _execute(self, script: str, display: str) -> tuple[int, str, str]:
+    def _connected_backend(self) -> _StrictParamikoBackend | None:
+        """The backend, connecting once; a host that failed once re-raises its one cause."""
         with self._lock:
             if self._failure is not None:
                 raise self._failure
-            started = time.monotonic()
-            exit_code: int | None = None
             try:
-                backend = self._ensure_backend()
-                if backend is None:
-                    completed = subprocess.run(
-                        ["/bin/sh", "-c", script],
-                        capture_output=True,
-                        timeout=self.record.ssh.command_timeout,
-                        check=False,
-                    )
-                    exit_code, out, err = completed.returncode, completed.stdout, completed.stderr
-                else:
-                    exit_code, out, err = backend._exec_command(script.encode())
+                return self._ensure_backend()
             except HostUnavailable as exc:
                 self._failure = exc
                 raise
-            except (CommandTimeout, subprocess.TimeoutExpired):
-                self._failure = HostUnavailable(
+
+    def _execute(self, script: str, display: str) -> tuple[int, str, str]:
+        # The lock guards connecting and the bookkeeping only: several executions may run
+        # at once, each on its own channel of the one SSH connection (see run_batches).
+        backend = self._connected_backend()
+        started = time.monotonic()
+        exit_code: int | None = None
+        try:
+            if backend is None:
+                completed = subprocess.run(
+                    ["/bin/sh", "-c", script],
+                    capture_output=True,
+                    timeout=self.record.ssh.command_timeout,
+                    check=False,
+                )
+                exit_code, out, err = completed.returncode, completed.stdout, completed.stderr
+            else:
+                exit_code, out, err = backend._exec_command(script.encode())
+        except (CommandTimeout, subprocess.TimeoutExpired):
+            raise self._fail(
+                HostUnavailable(
                     self.record.name, "timeout", f"commands did not finish within {self.record.ssh.command_timeout:g} s"
                 )
-                raise self._failure from None
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                self._failure = HostUnavailable(self.record.name, "unreachable", f"SSH session failed: {exc}")
-                raise self._failure from None
-            finally:
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._fail(HostUnavailable(self.record.name, "unreachable", f"SSH session failed: {exc}")) from None
+        finally:
+            with self._lock:
                 self.commands_run += 1
-                self.audit.record(self.record.name, display, exit_code, time.monotonic() - started, "exec")
-            return exit_code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+            self.audit.record(self.record.name, display, exit_code, time.monotonic() - started, "exec")
+        return exit_code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    def _fail(self, failure: HostUnavailable) -> HostUnavailable:
+        """Record the host's one failure cause (the first one wins) and return it."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = failure
+            return self._failure
 
     def run_batch(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
         """Run several allow-listed commands in one remote execution."""
-        for argv in commands:
-            check_command(argv)
+        return self.run_batches([commands])[0]
+
+    def run_batches(self, batches: Sequence[Sequence[Sequence[str]]]) -> list[list[CommandResult]]:
+        """Run several batches at once, each in its own channel of the one connection.
+
+        A host answers a batch in the sum of its commands' times; commands that take long on
+        the host (a Python scan of a venv, in-host probes) get a batch of their own, so the
+        host answers in the time of the slowest batch. sshd allows 10 sessions per
+        connection by default (sshd_config(5) MaxSessions); a gathering uses at most 4.
+        """
+        batches = [list(commands) for commands in batches]
+        for commands in batches:
+            for argv in commands:
+                check_command(argv)
+        results: list[list[CommandResult] | BaseException | None] = [None] * len(batches)
+
+        def run_one(index: int) -> None:
+            try:
+                results[index] = self._run_one_batch(batches[index])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+                results[index] = exc
+
+        # Connect first, in this thread: a dead host costs one connect timeout, not one per batch.
+        if any(batches):
+            self._connected_backend()
+        threads = [
+            threading.Thread(target=run_one, args=(index,), name=f"batch-{self.record.name}-{index}", daemon=True)
+            for index in range(1, len(batches))
+        ]
+        for thread in threads:
+            thread.start()
+        if batches:
+            run_one(0)
+        for thread in threads:
+            thread.join()
+        collected: list[list[CommandResult]] = []
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            collected.append(outcome or [])
+        return collected
+
+    def _run_one_batch(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
         if not commands:
             return []
         nonce = random_tokens.token_hex(6)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.lab
 
 # How each runner starts the suites: deploy/gateway-conformance.service and the workflow.
 RUNNERS = {
-    "mini-timer": ["-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider"],
+    "mini-timer": ["-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider"],
     "ci": ["-m", "pytest", "-n", "auto"],
 }
 # One change (the proxy rebound to 0.0.0.0) breaks three contracts through one listener: one

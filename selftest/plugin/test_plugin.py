@@ -53,7 +53,15 @@ def test_collection_is_identical_with_xdist(harness_project):
     assert _collected(plain) == _collected(again)
     assert _collected(plain) == sorted(_collected(plain), key=_collected(plain).index)
     distributed = harness_project.runpytest_subprocess(
-        "-n", "2", "--inventory", "inventory/gateway.yaml", "-p", "no:randomly", "--co", "-q"
+        "-n",
+        "2",
+        "--conformance-force-workers",
+        "--inventory",
+        "inventory/gateway.yaml",
+        "-p",
+        "no:randomly",
+        "--co",
+        "-q",
     )
     # xdist refuses to run when workers collect differently; --co on the controller lists
     # nothing itself, so compare each worker's count with the plain collection.
@@ -180,6 +188,7 @@ def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
         "pytest",
         "-n",
         "2",
+        "--conformance-force-workers",
         "-q",
         "-p",
         "no:randomly",
@@ -276,7 +285,7 @@ def test_a_worker_killed_mid_run_loses_no_bulletin_entry(harness_project, tmp_pa
 
     opened = {entry["fingerprint"] for entry in read_entries(bulletin)}  # escalations, not bookkeeping
     assert opened == {"gateway/host-identity/mini/-", "gateway/host-identity/studio/-"}
-    output = run("-n", "2", "--max-worker-restart=0", kill="mini")
+    output = run("-n", "2", "--conformance-force-workers", "--max-worker-restart=0", kill="mini")
     assert "crashed" in output, output
     events = [(entry["event"], entry["fingerprint"]) for entry in read_entries(bulletin)]
     assert [event for event, _ in events].count("resolved") == 0, events
@@ -295,7 +304,12 @@ def test_workers_read_the_controllers_facts_one_connection_per_host(harness_proj
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", f"--site={site}", "-m", "hosts or contracts"]
     env = {**os.environ, "TMPDIR": str(scratch)}
     done = subprocess.run(
-        [*command, "-n", "3"], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
+        [*command, "-n", "3", "--conformance-force-workers"],
+        cwd=harness_project.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1 and "3 workers" in done.stdout, done.stdout
     audit = [json.loads(line) for line in (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()]
@@ -307,4 +321,10 @@ def test_workers_read_the_controllers_facts_one_connection_per_host(harness_proj
     auto = subprocess.run(
         [*command, "-n", "auto"], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
     )
-    assert "-n auto runs no worker processes" in auto.stdout and " workers [" not in auto.stdout, auto.stdout
+    assert "-n auto: the " in auto.stdout and "checks run in this process" in auto.stdout, auto.stdout
+    assert " workers [" not in auto.stdout, auto.stdout
+    # More workers than hosts, asked out of habit: the plugin still runs the checks here.
+    four = subprocess.run(
+        [*command, "-n", "4"], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "-n 4: the " in four.stdout and " workers [" not in four.stdout, four.stdout

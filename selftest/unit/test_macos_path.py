@@ -53,6 +53,11 @@ ports:
 """
 
 
+def _name(argv: Sequence[str]) -> str:
+    script = scripts.by_text(argv[2]) if argv[0] == "python3" else None
+    return script.name if script is not None else " ".join(argv[:2])
+
+
 class ReplayConnection:
     """Answers allow-listed commands from recorded outputs."""
 
@@ -60,9 +65,19 @@ class ReplayConnection:
         self.record = record
         self.answers = answers
         self.commands_run = 0
+        self.rounds = 0
+        self.batches: list[list[list[str]]] = []
         self.seen: list[str] = []
 
+    def run_batches(self, batches: Sequence[Sequence[Sequence[str]]]) -> list[list[CommandResult]]:
+        self.rounds += 1
+        self.batches.append([[_name(argv) for argv in commands] for commands in batches])
+        return [self._answer(commands) for commands in batches]
+
     def run_batch(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
+        return self.run_batches([commands])[0]
+
+    def _answer(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
         self.commands_run += 1
         results = []
         for argv in commands:
@@ -137,7 +152,11 @@ def studio(tmp_path):
 
 def test_gathering_is_two_round_trips_of_allowed_commands(studio):
     _, facts, connection = studio
-    assert connection.commands_run == 2
+    assert connection.rounds == 2
+    # Round one: the venv scan runs in a channel of its own, at once with the rest.
+    first_round = connection.batches[0]
+    assert len(first_round) == 2 and first_round[1] == ["package-versions"]
+    assert connection.commands_run == 3
     assert facts.os_name == "Darwin" and facts.listeners is not None
     assert "launchctl print gui/501/com.example.optillm.local-high" in connection.seen
 

@@ -122,6 +122,46 @@ def test_refused_command_never_runs(tmp_path):
     assert connection.commands_run == 0 and tmp_path.exists()
 
 
+def test_batches_run_at_once_over_one_connection_in_order(tmp_path):
+    """Two slow batches (each an in-host probe waiting 1 s on a silent server) take 1 s, not 2."""
+    server, port = _silent_server()
+    connection = _local(tmp_path)
+    probe = ["python3", "-c", scripts.IN_HOST_PROBE.text, "1", f"http://127.0.0.1:{port}/"]
+    started = time.monotonic()
+    fast, slow_one, slow_two = connection.run_batches([[["uname", "-s"], ["hostname"]], [probe], [probe]])
+    elapsed = time.monotonic() - started
+    server.close()
+    assert [result.stdout for result in fast] == ["Linux", socket.gethostname()]
+    assert "timed out" in slow_one[0].stdout and "timed out" in slow_two[0].stdout
+    assert elapsed < 1.8, f"the batches ran one after the other ({elapsed:.2f} s)"
+    assert connection.commands_run == 3
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_refused_command_in_any_batch_stops_every_batch(tmp_path):
+    connection = _local(tmp_path)
+    with pytest.raises(CommandRefused):
+        connection.run_batches([[["uname", "-s"]], [["rm", "-rf", str(tmp_path)]]])
+    assert connection.commands_run == 0 and tmp_path.exists()
+
+
+def test_a_failed_host_fails_every_batch_with_its_one_cause(tmp_path):
+    server, port = _silent_server()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    connection = HostConnection(_ssh_host(port, known_hosts), AuditLog(tmp_path / "audit.jsonl", "r"))
+    started = time.monotonic()
+    with pytest.raises(HostUnavailable) as failure:
+        connection.run_batches([[["uname", "-s"]], [["hostname"]], [["id", "-u"]]])
+    assert time.monotonic() - started < 3, "one connect timeout, not one per batch"
+    with pytest.raises(HostUnavailable) as again:
+        connection.run_batches([[["hostname"]]])
+    assert again.value is failure.value
+    audit = [line for line in (tmp_path / "audit.jsonl").read_text().splitlines() if '"connect"' in line]
+    assert len(audit) == 1
+    server.close()
+
+
 def _silent_server() -> tuple[socket.socket, int]:
     """A TCP server that accepts and never speaks: SSH banner exchange will time out."""
     server = socket.socket()
