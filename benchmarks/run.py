@@ -119,7 +119,9 @@ def naive_command(workers: str) -> list[str]:
 
 def _last_run_audit(audit: Path) -> Path:
     """The audit lines of the newest run only (the reports folder is kept from run to run)."""
-    lines = audit.read_text().splitlines() if audit.exists() else []
+    if not audit.exists():
+        return audit  # a command that reaches no host (the baselines)
+    lines = audit.read_text().splitlines()
     last_run = json.loads(lines[-1])["run"] if lines else None
     kept = audit.with_name(f"audit-{len(list(audit.parent.glob('audit-*.jsonl')))}.jsonl")
     kept.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["run"] == last_run))
@@ -162,7 +164,10 @@ def main() -> int:
                 if key.startswith("naive-"):
                     command = naive_command(key.removeprefix("naive-"))
                 elif key.startswith("trivial-"):
-                    command = harness_command(key.removeprefix("trivial-"), reports, str(TRIVIAL_SUITE))
+                    workers = key.removeprefix("trivial-")
+                    # -n 2 measures xdist starting two workers: forced, or the plugin would run them here.
+                    forced = ("--conformance-force-workers",) if workers == "2" else ()
+                    command = harness_command(workers, reports, *forced, str(TRIVIAL_SUITE))
                 else:
                     command = harness_command(key, reports)
                 seconds, code, peak = timed(command, env)

@@ -175,6 +175,10 @@ def upgrade(engine: Engine) -> str | None:
         lock_bulletin(connection)
         if _stored_revision(connection) != HEAD_REVISION:
             from alembic import command
+            from alembic.util import CommandError
 
-            command.upgrade(_alembic_config(connection), "head")
+            try:
+                command.upgrade(_alembic_config(connection), "head")
+            except CommandError as exc:  # e.g. a database stamped by a newer harness
+                raise StoreError(f"the schema cannot be migrated: {exc}") from exc
     return HEAD_REVISION

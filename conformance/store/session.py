@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -40,7 +39,8 @@ from conformance.store.db import (
 from conformance.store.records import RunInfo, acknowledge_in_db, record_run, write_bulletin_file
 
 RUNNER_ENV = "CONFORMANCE_RUNNER"
-STORE_FAILURES = (SQLAlchemyError, CommandError, StoreError, OSError)
+# A failed migration (Alembic's CommandError) reaches here as a StoreError (see db.upgrade).
+STORE_FAILURES = (SQLAlchemyError, StoreError, OSError)
 
 
 @dataclass
