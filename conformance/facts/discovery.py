@@ -43,6 +43,7 @@ __all__ = [
     "Discovery",
     "discover",
     "discovered_settings",
+    "located_by",
     "pyvenv_key",
     "settled_service",
     "venv_candidates",
@@ -357,3 +358,18 @@ def _venv(
         return None, None
     seen = "; ".join(refused) if refused else "no unit's program is <venv>/bin/<name>"
     return None, f"no venv is given for {service.name} at this site, and the host names none: {seen}"
+
+
+def located_by(inventory: Inventory, service: Service, facts: HostFacts, declared: str) -> str | None:
+    """How a declared path was placed on the host, for a check's evidence (None: absolute)."""
+    discovery = discover(inventory, service.host, facts)
+    if declared.startswith("~/"):
+        user = discovery.get(service.name, "user")
+        if user is None:
+            return None
+        home = facts.user_homes.get(user.value)
+        return f"~ = {home or '(unknown)'}, the home of {user.value} (user from {user.source})"
+    if declared.startswith("/"):
+        return None
+    root = discovery.get(service.name, "repo_root")
+    return f"repo_root {root.value} from {root.source}" if root else None
