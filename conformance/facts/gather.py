@@ -247,7 +247,10 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
             why = discovery.why_unknown(service.name, field) or why
             facts.files[request.key] = FileFact(request.declared, None, False, None, why, request.secret)
             continue
-        commands.append(_sudo(host, ["cat", path]))
+        # As in round one: a secret file through sudo; a file under another user's home too,
+        # since that home may be closed to the monitor.
+        private = request.secret or request.declared.startswith("~/")
+        commands.append(_sudo(host, ["cat", path]) if private else ["cat", path])
         pending.append((request.key, path, request, request.declared))
     known_paths = {fact.path for fact in facts.files.values()} | {path for _, path, _, _ in pending}
     for unit in facts.units.values():

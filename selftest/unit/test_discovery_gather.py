@@ -90,7 +90,7 @@ def _mini_answers() -> dict[str, tuple[int, str]]:
         ),
         "user-homes": (0, json.dumps(ACCOUNTS)),
         "sudo -n cat /etc/optillm-proxy/env": (0, "OPTILLM_BASE_URL=http://127.0.0.1:4000/v1\n"),
-        "sudo -n cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml": (0, "model_list: []\n"),
+        "cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml": (0, "model_list: []\n"),
         "sudo -n cat /srv/gateway/layer-gateway/litellm-orch/config/env.local": (0, "LITELLM_MASTER_KEY=sk-x\n"),
         "sudo -n cat /var/lib/optillm/.optillm/proxy_config.yaml": (0, "providers: []\n"),
         "cat /opt/litellm/venv/pyvenv.cfg": (0, PYVENV),
@@ -114,7 +114,7 @@ def test_round_two_reads_what_the_units_name_in_one_more_batch(bare: Inventory) 
     first, second = connection.batches
     # Nothing repo-relative or under ~ is asked before the units have answered.
     assert not any("/srv/gateway" in command or "/var/lib/optillm" in command for command in first)
-    assert "sudo -n cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml" in second
+    assert "cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml" in second
     assert "sudo -n cat /var/lib/optillm/.optillm/proxy_config.yaml" in second
     assert "cat /opt/litellm/venv/pyvenv.cfg" in second
     assert facts.files["litellm-orch:layer-gateway/litellm-orch/config/router.yaml"].content.strip() == "model_list: []"
@@ -204,7 +204,7 @@ def _studio_answers() -> dict[str, tuple[int, str]]:
         "uname -s": (0, "Linux\n"),
         "systemctl show": (0, (RECORDED / "lab-studio-systemctl-show-instances.txt").read_text()),
         "user-homes": (0, json.dumps(ACCOUNTS)),
-        f"sudo -n cat {base}/requirements.txt": (0, "optillm==0.3.20\ntransformers>=4.45,<5\n"),
+        f"cat {base}/requirements.txt": (0, "optillm==0.3.20\ntransformers>=4.45,<5\n"),
         f"sudo -n cat {base}/high.env": (0, "HF_HUB_CACHE=/Users/thestudio/models/hf/hub\n"),
         f"sudo -n cat {base}/balanced.env": (0, "HF_HUB_CACHE=/Users/thestudio/models/hf/hub\n"),
         f"cat {STUDIO_VENV}/pyvenv.cfg": (0, PYVENV),
