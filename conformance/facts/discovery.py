@@ -219,28 +219,34 @@ def _is_repo_relative(path: str) -> bool:
 Kind = Literal["path", "venv", "workdir"]
 
 
-def _evidence_paths(unit: UnitFact, home: str | None) -> Iterable[tuple[str, str, Kind]]:
-    """(absolute path, where it was seen, what kind of evidence) for every path the unit names."""
+def _evidence_paths(unit: UnitFact, home: str | None) -> Iterable[tuple[str, str, Kind, str]]:
+    """(absolute path, where it was seen, what kind of evidence, how a miss is listed) for
+    every path the unit names. An environment value is shown only where it proves a root
+    (then it is a path under the repository); a miss names the variable alone."""
     program = "ExecStart" if unit.manager == "systemd" else "ProgramArguments"
     where = f" ({unit.name})"
     for index, arg in enumerate(unit.argv):
         option, eq, value = arg.partition("=")
         if eq and option.startswith("-") and value.startswith("/"):
-            yield value, f"{program} {arg}{where}", "path"
+            source = f"{program} {arg}{where}"
+            yield value, source, "path", source
         elif arg.startswith("/"):
             previous = unit.argv[index - 1] if index > 0 else ""
-            shown = f"{previous} {arg}" if previous.startswith("-") else arg
-            yield arg, f"{program} {shown}{where}", "path"
+            source = f"{program} {previous} {arg}{where}" if previous.startswith("-") else f"{program} {arg}{where}"
+            yield arg, source, "path", source
     for argv0, venv in _program_venvs(unit):
-        yield venv, f"the venv of {program}'s program {argv0}{where}", "venv"
+        source = f"the venv of {program}'s program {argv0}{where}"
+        yield venv, source, "venv", source
     for name, value in unit.environment.items():
         if value.startswith("/"):
-            yield value, f"Environment {name}={value}{where}", "path"
+            yield value, f"Environment {name}={value}{where}", "path", f"Environment {name}{where}"
     for path, _optional in unit.environment_files:
-        yield path, f"EnvironmentFile {path}{where}", "path"
+        source = f"EnvironmentFile {path}{where}"
+        yield path, source, "path", source
     directory = _working_directory(unit.working_directory, home)
     if directory:
-        yield directory, f"WorkingDirectory {unit.working_directory}{where}", "workdir"
+        source = f"WorkingDirectory {unit.working_directory}{where}"
+        yield directory, source, "workdir", source
 
 
 def _working_directory(value: str | None, home: str | None) -> str | None:
@@ -279,8 +285,8 @@ def _repo_root(service: Service, units: list[UnitFact], facts: HostFacts) -> tup
     candidates: dict[str, list[str]] = {}
     looked_at: list[str] = []
     for unit in units:
-        for path, source, kind in _evidence_paths(unit, home):
-            looked_at.append(source)
+        for path, source, kind, listed in _evidence_paths(unit, home):
+            looked_at.append(listed)
             # A path must end with a declared path; the program's venv with the declared venv;
             # a working directory proves a root only as the directory part of a declared path.
             targets = {"path": relative, "venv": venvs, "workdir": directories}[kind]

@@ -352,3 +352,21 @@ def test_a_service_with_no_unit_gathered_is_left_unknown(lab: Inventory) -> None
 def test_services_come_back_unchanged_when_the_site_says_it_all(lab: Inventory) -> None:
     service: Service = lab.service("litellm-orch")
     assert settled_service(lab, service, _mini()) is service
+
+
+def test_environment_values_prove_a_root_and_are_named_only_when_they_do(lab: Inventory) -> None:
+    facts = _mini()
+    unit = facts.units["litellm-orch.service"]
+    bare_unit = replace(unit, argv=("/opt/litellm/venv/bin/litellm",), environment_files=(), working_directory=None)
+    facts.units["litellm-orch.service"] = replace(
+        bare_unit, environment={"CONFIG": "/srv/gw/layer-gateway/litellm-orch/config/router.yaml"}
+    )
+    root = discover(_bare(lab), "mini", facts).get("litellm-orch", "repo_root")
+    assert root is not None and root.value == "/srv/gw"
+    assert (
+        root.source == "Environment CONFIG=/srv/gw/layer-gateway/litellm-orch/config/router.yaml (litellm-orch.service)"
+    )
+    # A value that proves nothing is listed by its variable's name, never by its value.
+    facts.units["litellm-orch.service"] = replace(bare_unit, environment={"TOKEN_FILE": "/run/keys/opaque-value"})
+    why = discover(_bare(lab), "mini", facts).why_unknown("litellm-orch", "repo_root") or ""
+    assert "Environment TOKEN_FILE (litellm-orch.service)" in why and "opaque-value" not in why
