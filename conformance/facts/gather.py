@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from conformance.errors import CommandRefused
 from conformance.facts import macos_listeners
 from conformance.facts.discovery import discover, pyvenv_key, settled_service, venv_candidates
 from conformance.facts.environment import hf_cache_of, instance_environment
@@ -33,6 +34,7 @@ from conformance.facts.parsers import (
 from conformance.inventory.model import Host, Inventory, Service
 from conformance.paths import file_key, resolve_path, unit_of, venv_path
 from conformance.transport import scripts
+from conformance.transport.allowlist import check_command
 
 if TYPE_CHECKING:  # the connection is handed in: a process reading a snapshot never loads paramiko
     from conformance.transport.connection import CommandResult, HostConnection
@@ -250,7 +252,12 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         # As in round one: a secret file through sudo; a file under another user's home too,
         # since that home may be closed to the monitor.
         private = request.secret or request.declared.startswith("~/")
-        commands.append(_sudo(host, ["cat", path]) if private else ["cat", path])
+        command = _sudo(host, ["cat", path]) if private else ["cat", path]
+        refused = _refused(command)
+        if refused:
+            facts.files[request.key] = FileFact(request.declared, path, False, None, refused, request.secret)
+            continue
+        commands.append(command)
         pending.append((request.key, path, request, request.declared))
     known_paths = {fact.path for fact in facts.files.values()} | {path for _, path, _, _ in pending}
     for unit in facts.units.values():
@@ -265,6 +272,10 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     for name, candidates in venv_candidates(inventory, host.name, facts).items():
         for venv in candidates:
             marker = f"{venv}/pyvenv.cfg"
+            refused = _refused(["cat", marker])
+            if refused:
+                facts.files[pyvenv_key(venv)] = FileFact(marker, marker, False, None, refused)
+                continue
             commands.append(["cat", marker])
             pending.append((pyvenv_key(venv), marker, None, marker))
             if settled[name].package_pins and venv not in facts.packages and venv not in venvs:
@@ -273,6 +284,11 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         known = venv_path(service)
         if known and service.package_pins and known not in facts.packages and known not in venvs:
             venvs.append(known)
+    for venv in list(venvs):
+        refused = _refused(["python3", "-c", scripts.PACKAGE_VERSIONS.text, venv])
+        if refused:
+            venvs.remove(venv)
+            facts.packages[venv] = {"site_packages": [], "packages": {}, "error": refused}
     if venvs:
         commands.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *venvs])
     caches = list(plan.caches)
@@ -292,6 +308,15 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         facts.packages.update(_json(next(tail), facts, "package metadata") or {})
     if caches:
         facts.hf_caches = _json(next(tail), facts, "HF cache listing") or {}
+
+
+def _refused(command: list[str]) -> str | None:
+    """Why a command built from what a host said would be refused (one refusal fails a batch)."""
+    try:
+        check_command(command)
+    except CommandRefused as exc:
+        return f"not read: the path is outside the read-only allow-list's path grammar ({exc})"
+    return None
 
 
 def _unit_user(facts: HostFacts, service: Service) -> str | None:

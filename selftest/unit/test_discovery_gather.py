@@ -240,3 +240,18 @@ def test_the_pin_is_checked_in_the_venv_the_host_names(bare: Inventory, venv: st
         assert requirements is not None and requirements.startswith("repo_root /Users/thestudio/gateway from ")
     finally:
         runtime.close()
+
+
+def test_a_path_outside_the_allow_list_grammar_is_reported_not_run(bare: Inventory) -> None:
+    """What a host says is not trusted as a command: one refused path must not sink the batch."""
+    answers = _mini_answers()
+    recorded = (RECORDED / "lab-mini-systemctl-show-two-units.txt").read_text()
+    answers["systemctl show"] = (0, recorded.replace("/srv/gateway", "/srv/gate,way"))
+    connection = Replay(bare.host("mini"), answers)
+    facts = gather(connection, bare)  # type: ignore[arg-type]
+    assert connection.commands_run == 2
+    router = facts.files["litellm-orch:layer-gateway/litellm-orch/config/router.yaml"]
+    assert router.path == "/srv/gate,way/layer-gateway/litellm-orch/config/router.yaml"
+    assert router.content is None and "allow-list" in (router.error or "")
+    # The rest of round two still ran.
+    assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None
