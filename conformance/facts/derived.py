@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conformance.errors import FactUnavailable
+from conformance.facts.discovery import settled_service
 from conformance.facts.environment import hf_cache_of, instance_environment, service_environment
 from conformance.facts.model import HostFacts
 from conformance.facts.routing import ModelGraph, graph_from_router_text, optillm_routes
@@ -46,10 +47,11 @@ def models_present(inventory: Inventory, facts_of: dict[str, HostFacts]) -> dict
     """For each live inference endpoint ("host:port"), the models its cache really holds
     (complete snapshots) that the instance is configured to serve."""
     present: dict[str, set[str]] = {}
-    for service in inventory.services:
-        if service.kind != "optillm-local" or not service.is_live:
+    for declared in inventory.services:
+        if declared.kind != "optillm-local" or not declared.is_live:
             continue
-        facts = facts_of[service.host]
+        facts = facts_of[declared.host]
+        service = settled_service(inventory, declared, facts)  # ~ is the user the host names
         for port in inventory.ports_of(service.name):
             if port.state != "active" or not port.model:
                 continue
