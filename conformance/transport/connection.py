@@ -189,6 +189,8 @@ class HostConnection:
         self._backend: _StrictParamikoBackend | None = None
         self.commands_run = 0
         self.connections_opened = 0
+        # Every allow-listed argv sent, in order: what a gathering really asked of the host.
+        self.history: list[tuple[str, ...]] = []
 
     def _ensure_backend(self) -> _StrictParamikoBackend | None:
         host = self.record
@@ -298,6 +300,7 @@ class HostConnection:
         """Run several allow-listed commands in one remote execution."""
         for argv in commands:
             check_command(argv)
+        self.history += [tuple(argv) for argv in commands]
         if not commands:
             return []
         nonce = random_tokens.token_hex(6)
