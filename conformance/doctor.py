@@ -389,6 +389,8 @@ def sudo_step(host: Host, listing_result: CommandResult | None, needs: list[Sudo
         missing.append(need)
         if need.ran is False and need.decision.verdict is Verdict.GRANTED:
             details.append(f"FAIL  {shown}: listed ({need.decision.reason}) but sudo refused it when it ran")
+        elif need.ran is False:
+            details.append(f"FAIL  {shown}: sudo refused it when the gathering ran it")
         elif need.decision.verdict is Verdict.CANNOT_TELL:
             details.append(f"FAIL  {shown}: cannot tell ({need.decision.reason}) and it did not run")
         else:
@@ -653,6 +655,10 @@ def _sudo_of(host: Host, connection: HostConnection, login_results: list[Command
         problem = "not run"
     elif not listing_result.ok:
         problem = f"exit {listing_result.exit_code}: {redact(listing_result.stderr.strip()[:300])}"
+        if "a password is required" in listing_result.stderr:
+            # sudoers(5) listpw (default "any"): sudo -l asks for a password unless at least
+            # one of the user's rules for this host is NOPASSWD.
+            problem += f" (no NOPASSWD rule of {host.ssh.user} for this host lets sudo list its rules)"
     else:
         try:
             listing = parse_sudo_list(listing_result.stdout)
