@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 
 from conformance.contracts.base import Case, ContractSpec, Scope
+from conformance.facts.discovery import settled_service
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Port, Service
@@ -39,8 +40,10 @@ def judge_cache(service: Service, port: Port, effective: str | None, facts: Host
 def judge(case: Case) -> Result:
     assert case.service is not None and case.port is not None
     facts = case.facts()
-    env = instance_environment(facts, case.service, case.port)
-    return judge_cache(case.service, case.port, hf_cache_of(env, facts, case.service), facts)
+    # ~ of the cache is the service user's home: the site's user, else the one its units name.
+    service = settled_service(case.inventory, case.service, facts)
+    env = instance_environment(facts, service, case.port)
+    return judge_cache(service, case.port, hf_cache_of(env, facts, service), facts)
 
 
 CONTRACT = ContractSpec(

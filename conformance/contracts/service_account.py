@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.errors import FactUnavailable
+from conformance.facts.discovery import SITE, discover
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Service
 from conformance.paths import unit_of
 from conformance.results import Result, passed, skipped, unit_cause, violated
 
 
-def judge_account(service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts) -> Result:
+def judge_account(
+    service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts, user_source: str | None = None
+) -> Result:
+    """``user_source``: where the account came from when the site file does not name it."""
     if service.user is None:
         return skipped(f"no service account is declared for {service.name} at this site")
-    evidence = {}
+    evidence = {"account": f"{service.user} (from {user_source})"} if user_source else {}
     problems = []
     causes = []
     expected_uid = facts.user_ids.get(service.user)
@@ -46,6 +50,10 @@ def judge(case: Case) -> Result:
             units.append((unit_ref[1], facts.unit(unit_ref[1]).main_pid))
     if not units:
         raise FactUnavailable(f"{service.name} declares no unit")
+    # The site's account, else the one the units run as (User= / UserName / root).
+    user = discover(case.inventory, service.host, facts).get(service.name, "user")
+    if user is not None and user.source != SITE:
+        return judge_account(service.model_copy(update={"user": user.value}), units, facts, user.source)
     return judge_account(service, units, facts)
 
 
@@ -56,5 +64,6 @@ CONTRACT = ContractSpec(
     judge=judge,
     needs_running=True,
     statement="Each service runs as its declared account.",
-    rule="The main process of each of the service's units runs with the uid of the declared user.",
+    rule="The main process of each of the service's units runs with the uid of the declared user (the site's, "
+    "else the one its units name: systemd User=, launchd UserName or domain, else root).",
 )

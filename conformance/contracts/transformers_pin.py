@@ -7,6 +7,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from conformance.contracts.base import Case, ContractSpec, Scope
+from conformance.facts.discovery import discover, settled_service
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Service
 from conformance.paths import file_key, venv_path
@@ -15,15 +16,27 @@ from conformance.results import Result, broken, passed, violated
 _PROBE_VERSIONS = ("5.0.0", "5.0.0rc1", "5.0.1", "5.1", "5.99.99", "6.0", "10.0")
 
 
-def judge_pin(service: Service, facts: HostFacts, venv: str | None, requirements_key: str | None) -> Result:
+def judge_pin(
+    service: Service,
+    facts: HostFacts,
+    venv: str | None,
+    requirements_key: str | None,
+    venv_source: str | None = None,
+    why_no_venv: str | None = None,
+) -> Result:
+    """``venv_source``: where the venv came from (the site file, or the unit's program)."""
     spec_text = service.package_pins.get("transformers", "<5")
     spec = SpecifierSet(spec_text)
     if venv is None:
-        return broken(f"{service.name} declares no venv (give repo_root/venv for this site)")
+        return broken(
+            f"{service.name}'s venv is unknown (give repo_root/venv for this site)",
+            *([why_no_venv] if why_no_venv else []),
+        )
     metadata = facts.packages.get(venv)
     if metadata is None:
         return broken(f"package metadata of {venv} was not gathered", *facts.problems)
-    evidence = {"venv": venv, "site-packages": ", ".join(metadata.get("site_packages") or []) or "(none)"}
+    shown = f"{venv} (from {venv_source})" if venv_source else venv
+    evidence = {"venv": shown, "site-packages": ", ".join(metadata.get("site_packages") or []) or "(none)"}
     if metadata.get("error"):
         return broken(f"cannot read the package metadata of {venv}", str(metadata["error"]), **evidence)
     if not metadata.get("site_packages"):
@@ -76,8 +89,17 @@ def judge(case: Case) -> Result:
     service = case.service
     assert service is not None
     requirements = next((file.path for file in service.files if file.role == "requirements"), None)
+    facts = case.facts()
+    # The site's venv, else the one the host names (conformance.facts.discovery).
+    discovery = discover(case.inventory, service.host, facts)
+    found = discovery.get(service.name, "venv")
     return judge_pin(
-        service, case.facts(), venv_path(service), file_key(service.name, requirements) if requirements else None
+        service,
+        facts,
+        venv_path(settled_service(case.inventory, service, facts)),
+        file_key(service.name, requirements) if requirements else None,
+        found.source if found else None,
+        discovery.why_unknown(service.name, "venv") or discovery.why_unknown(service.name, "repo_root"),
     )
 
 

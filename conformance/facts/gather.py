@@ -1,10 +1,13 @@
 """Gathering a host's facts in two round trips, whatever the number of checks.
 
 Round one asks everything that the inventory alone determines: identity, listening
-sockets, processes, units, declared files, package metadata, in-host probes. Round two asks
-what depends on round one: files under the service user's home (``~`` is that user's home,
-not the monitor's), environment files a unit names, and the HF caches the instances'
-environments point at. Both rounds are single remote executions of allow-listed commands.
+sockets, processes, units, accounts, declared files at paths the site fixes, package metadata
+of venvs the site names, in-host probes. Round two asks what depends on round one: files
+under the service user's home (``~`` is that user's home, not the monitor's), repo-relative
+files and venvs when the site gives no repo root or venv and the host's units name them
+(``conformance.facts.discovery``), the ``pyvenv.cfg`` of the venv a unit's program runs
+from, environment files a unit names, and the HF caches the instances' environments point
+at. Both rounds are single remote executions of allow-listed commands.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from conformance.facts import macos_listeners
+from conformance.facts.discovery import discover, pyvenv_key, settled_service, venv_candidates
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
@@ -170,11 +174,17 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
         round_one.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *plan.venvs])
     if plan.probes:
         round_one.append(["python3", "-c", scripts.IN_HOST_PROBE.text, str(PROBE_TIMEOUT_SECONDS), *plan.probes])
-    static_files = [request for request in plan.files if not request.declared.startswith("~/")]
-    for request in static_files:
-        path, _ = resolve_path(request.service, request.declared, {}, None)
-        if path:
-            round_one.append(_sudo(host, ["cat", path]) if request.secret else ["cat", path])
+    # Paths the inventory fixes; a repo-relative one without a site repo root waits for
+    # round two, where the units gathered here may name the root.
+    static_files = [
+        (request, path)
+        for request in plan.files
+        if not request.declared.startswith("~/")
+        for path in [resolve_path(request.service, request.declared, {}, None)[0]]
+        if path is not None
+    ]
+    for request, path in static_files:
+        round_one.append(_sudo(host, ["cat", path]) if request.secret else ["cat", path])
     results = iter(connection.run_batch(round_one))
 
     facts.hostname = _text(next(results))
@@ -191,8 +201,11 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
         _read_plists(facts, plan)
     accounts = _json(next(results), facts, "accounts") or {}
     facts.account_names = {int(uid): name for uid, name in (accounts.pop("", None) or {}).items()}
-    facts.user_homes = {user: (entry or {}).get("home") for user, entry in accounts.items()}
-    facts.user_ids = {user: int(entry["uid"]) for user, entry in accounts.items() if entry}
+    listed = accounts.pop("~", None) or {}
+    facts.user_homes = {user: entry.get("home") for user, entry in listed.items() if entry}
+    facts.user_homes.update({user: (entry or {}).get("home") for user, entry in accounts.items()})
+    facts.user_ids = {user: int(entry["uid"]) for user, entry in listed.items() if entry}
+    facts.user_ids.update({user: int(entry["uid"]) for user, entry in accounts.items() if entry})
     if plan.venvs:
         facts.packages = _json(next(results), facts, "package metadata") or {}
     if plan.probes:
@@ -205,14 +218,8 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
                 value.get("error"),
                 float(value.get("ms", 0)),
             )
-    for request in static_files:
-        path, why = resolve_path(request.service, request.declared, {}, None)
-        key = file_key(request.service.name, request.declared)
-        facts.files[key] = (
-            _file_fact(request.declared, path, next(results), request.secret)
-            if path
-            else FileFact(request.declared, None, False, None, why, request.secret)
-        )
+    for request, path in static_files:
+        facts.files[request.key] = _file_fact(request.declared, path, next(results), request.secret)
 
     _round_two(connection, inventory, plan, facts)
     facts.commands = connection.commands_run
@@ -223,24 +230,51 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     host = connection.record
     commands: list[list[str]] = []
     pending: list[tuple[str, str, FileRequest | None, str]] = []
+    # What the site leaves open, as the units gathered in round one answer it.
+    discovery = discover(inventory, host.name, facts)
+    settled = {
+        service.name: settled_service(inventory, service, facts)
+        for service in inventory.services_on(host.name)
+        if service.is_live
+    }
     for request in plan.files:
-        if not request.declared.startswith("~/"):
-            continue
-        unit_user = _unit_user(facts, request.service)
-        path, why = resolve_path(request.service, request.declared, facts.user_homes, unit_user)
-        key = file_key(request.service.name, request.declared)
+        if request.key in facts.files:
+            continue  # read in round one
+        service = settled[request.service.name]
+        path, why = resolve_path(service, request.declared, facts.user_homes, _unit_user(facts, service))
         if path is None:
-            facts.files[key] = FileFact(request.declared, None, False, None, why, request.secret)
+            field = "user" if request.declared.startswith("~/") and service.user is None else "repo_root"
+            why = discovery.why_unknown(service.name, field) or why
+            facts.files[request.key] = FileFact(request.declared, None, False, None, why, request.secret)
             continue
-        commands.append(_sudo(host, ["cat", path]))
-        pending.append((key, path, request, request.declared))
-    known_paths = {fact.path for fact in facts.files.values()}
+        # As in round one: a secret file through sudo; a file under another user's home too,
+        # since that home may be closed to the monitor.
+        private = request.secret or request.declared.startswith("~/")
+        commands.append(_sudo(host, ["cat", path]) if private else ["cat", path])
+        pending.append((request.key, path, request, request.declared))
+    known_paths = {fact.path for fact in facts.files.values()} | {path for _, path, _, _ in pending}
     for unit in facts.units.values():
         for env_path, _optional in unit.environment_files:
             if env_path not in known_paths:
                 commands.append(_sudo(host, ["cat", env_path]))
                 pending.append((f"envfile:{env_path}", env_path, None, env_path))
                 known_paths.add(env_path)
+    # A venv a unit's program runs from counts only with its pyvenv.cfg (PEP 405); the
+    # package metadata of a pinned service's venv is asked in the same batch.
+    venvs: list[str] = []
+    for name, candidates in venv_candidates(inventory, host.name, facts).items():
+        for venv in candidates:
+            marker = f"{venv}/pyvenv.cfg"
+            commands.append(["cat", marker])
+            pending.append((pyvenv_key(venv), marker, None, marker))
+            if settled[name].package_pins and venv not in facts.packages and venv not in venvs:
+                venvs.append(venv)
+    for service in settled.values():
+        known = venv_path(service)
+        if known and service.package_pins and known not in facts.packages and known not in venvs:
+            venvs.append(known)
+    if venvs:
+        commands.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *venvs])
     caches = list(plan.caches)
     for cache in effective_hf_caches(inventory, host.name, facts):
         if cache not in caches:
@@ -251,12 +285,17 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         return
     results = connection.run_batch(commands)
     for (key, path, origin, declared), result in zip(pending, results, strict=False):
-        facts.files[key] = _file_fact(declared, path, result, origin.secret if origin else True)
+        secret = origin.secret if origin else not key.startswith("pyvenv:")
+        facts.files[key] = _file_fact(declared, path, result, secret)
+    tail = iter(results[len(pending) :])
+    if venvs:
+        facts.packages.update(_json(next(tail), facts, "package metadata") or {})
     if caches:
-        facts.hf_caches = _json(results[-1], facts, "HF cache listing") or {}
+        facts.hf_caches = _json(next(tail), facts, "HF cache listing") or {}
 
 
 def _unit_user(facts: HostFacts, service: Service) -> str | None:
+    """The unit's own User= (only consulted when neither the site nor discovery names one)."""
     if service.unit and service.unit.name in facts.units:
         return facts.units[service.unit.name].user
     return None
@@ -265,9 +304,11 @@ def _unit_user(facts: HostFacts, service: Service) -> str | None:
 def effective_hf_caches(inventory: Inventory, host: str, facts: HostFacts) -> list[str]:
     """The HF hub caches the live instances on this host will really use."""
     caches = []
-    for service in inventory.services_on(host):
-        if service.kind != "optillm-local" or not service.is_live:
+    for declared in inventory.services_on(host):
+        if declared.kind != "optillm-local" or not declared.is_live:
             continue
+        # The instances' user as the host says it when the site does not (~ is that user's home).
+        service = settled_service(inventory, declared, facts)
         for port in inventory.ports_of(service.name):
             if port.state != "active":
                 continue
@@ -418,7 +459,12 @@ def _read_plists(facts: HostFacts, plan: HostPlan) -> None:
             facts.problems.append(str(exc))
             continue
         starts = plist.run_at_load or bool(plist.keep_alive)
-        facts.units[name] = replace(unit, enabled=starts, unit_file_state="RunAtLoad" if starts else "on demand only")
+        facts.units[name] = replace(
+            unit,
+            enabled=starts,
+            unit_file_state="RunAtLoad" if starts else "on demand only",
+            user=plist.user_name or unit.user,  # launchd.plist(5) UserName
+        )
 
 
 def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:

@@ -130,7 +130,9 @@ with lock:
     ),
 )
 
-# Accounts: {user: {"home": ..., "uid": ...} or null}. getent is not on macOS; pwd is.
+# Accounts: {user: {"home": ..., "uid": ...} or null} for the users asked (getpwnam also finds
+# directory-service accounts that getpwall may not list), plus every listed account's name by uid
+# ('') and home and uid by name ('~'). getent is not on macOS; pwd is.
 USER_HOMES = Script(
     "user-homes",
     """import json,pwd,sys
@@ -141,6 +143,8 @@ for user in sys.argv[1:]:
     except KeyError: out[user]=None
 # Names of every account by uid, so a process is named by its real owner in evidence.
 out['']={str(e.pw_uid):e.pw_name for e in pwd.getpwall()}
+# Every account's home and uid, so that a unit's User= the site does not name is known too.
+out['~']={e.pw_name:{'home':e.pw_dir,'uid':e.pw_uid} for e in pwd.getpwall()}
 print(json.dumps(out))""",
     lambda args: bool(args) and all(_ACCOUNT.fullmatch(arg) for arg in args),
 )

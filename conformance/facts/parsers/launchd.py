@@ -231,6 +231,7 @@ class LaunchdPlist:
     program: str | None = None
     standard_out_path: str | None = None
     standard_error_path: str | None = None
+    user_name: str | None = None  # UserName: the account a system-domain job runs as
 
 
 def parse_plist(data: bytes, source: str) -> LaunchdPlist:
@@ -296,4 +297,5 @@ def parse_plist(data: bytes, source: str) -> LaunchdPlist:
         program=program,
         standard_out_path=optional_str("StandardOutPath"),
         standard_error_path=optional_str("StandardErrorPath"),
+        user_name=optional_str("UserName"),
     )

@@ -1,0 +1,242 @@
+"""Gathering with what the host says: still two round trips of allow-listed commands.
+
+A site that gives no user, repo_root or venv (as a new site does) against the lab's recorded
+``systemctl show`` output: round two reads the files at the paths the units name, asks the
+venv markers and package metadata, and the checks say where each value came from. The
+replaying connection is only a seam; selftest/e2e/test_discovery_lab.py runs the same
+gathering over SSH against the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from conformance.contracts import Case, cases_of, load_registry
+from conformance.facts.discovery import discovered_settings, located_by
+from conformance.facts.gather import gather
+from conformance.facts.model import HostFacts
+from conformance.inventory.loader import load_inventory
+from conformance.inventory.model import Inventory
+from conformance.outcomes import evaluate
+from conformance.results import Outcome
+from conformance.runtime import Runtime
+from conformance.transport import scripts
+from conformance.transport.allowlist import check_command
+from conformance.transport.audit import AuditLog
+from conformance.transport.connection import CommandResult
+from selftest.conftest import INVENTORY_DIR
+from selftest.unit.test_discovery import _bare
+
+RECORDED = Path(__file__).resolve().parents[1] / "recorded"
+REGISTRY = load_registry()
+STUDIO_VENV = "/Users/thestudio/gateway/layer-gateway/optillm-local/.venv"
+PYVENV = "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"
+ACCOUNTS = {
+    "": {"0": "root", "990": "litellm", "991": "optillm", "501": "thestudio"},
+    "~": {
+        "root": {"home": "/root", "uid": 0},
+        "litellm": {"home": "/srv/gateway", "uid": 990},
+        "optillm": {"home": "/var/lib/optillm", "uid": 991},
+        "thestudio": {"home": "/Users/thestudio", "uid": 501},
+    },
+    "root": {"home": "/root", "uid": 0},
+}
+
+
+class Replay:
+    """Answers allow-listed commands by their full text (scripts by name); records each batch."""
+
+    def __init__(self, record: object, answers: dict[str, tuple[int, str]]) -> None:
+        self.record = record
+        self.answers = answers
+        self.batches: list[list[str]] = []
+
+    @property
+    def commands_run(self) -> int:
+        return len(self.batches)
+
+    def run_batch(self, commands: Sequence[Sequence[str]]) -> list[CommandResult]:
+        batch = []
+        results = []
+        for argv in commands:
+            check_command(argv)
+            script = scripts.by_text(argv[2]) if argv[0] == "python3" else None
+            key = script.name if script else " ".join(argv)
+            if key.startswith("systemctl show"):
+                key = "systemctl show"
+            batch.append(key)
+            code, out = self.answers.get(key, (1, ""))
+            results.append(CommandResult(tuple(argv), code, out, "" if code == 0 else f"cat: {argv[-1]}: No such file"))
+        self.batches.append(batch)
+        return results
+
+
+def _mini_answers() -> dict[str, tuple[int, str]]:
+    return {
+        "hostname": (0, "mini\n"),
+        "uname -s": (0, "Linux\n"),
+        "ps -axo pid=,ppid=,uid=,comm=": (0, "   34     1   990 litellm\n   35     1   991 optillm\n"),
+        "sudo -n ss -Htlnp": (0, (RECORDED / "lab-mini-ss-Htlnp.txt").read_text()),
+        "systemctl show": (0, (RECORDED / "lab-mini-systemctl-show-two-units.txt").read_text()),
+        "cat /etc/systemd/system/optillm-proxy.service": (
+            0,
+            (RECORDED / "lab-mini-optillm-proxy.service.txt").read_text(),
+        ),
+        "user-homes": (0, json.dumps(ACCOUNTS)),
+        "sudo -n cat /etc/optillm-proxy/env": (0, "OPTILLM_BASE_URL=http://127.0.0.1:4000/v1\n"),
+        "cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml": (0, "model_list: []\n"),
+        "sudo -n cat /srv/gateway/layer-gateway/litellm-orch/config/env.local": (0, "LITELLM_MASTER_KEY=sk-x\n"),
+        "sudo -n cat /var/lib/optillm/.optillm/proxy_config.yaml": (0, "providers: []\n"),
+        "cat /opt/litellm/venv/pyvenv.cfg": (0, PYVENV),
+        "cat /opt/optillm-proxy/venv/pyvenv.cfg": (0, PYVENV),
+    }
+
+
+@pytest.fixture(scope="module")
+def bare() -> Inventory:
+    return _bare(load_inventory(INVENTORY_DIR / "lab.yaml", environ={}))
+
+
+def _gather_mini(inventory: Inventory) -> tuple[HostFacts, Replay]:
+    connection = Replay(inventory.host("mini"), _mini_answers())
+    return gather(connection, inventory), connection  # type: ignore[arg-type]
+
+
+def test_round_two_reads_what_the_units_name_in_one_more_batch(bare: Inventory) -> None:
+    facts, connection = _gather_mini(bare)
+    assert connection.commands_run == 2
+    first, second = connection.batches
+    # Nothing repo-relative or under ~ is asked before the units have answered.
+    assert not any("/srv/gateway" in command or "/var/lib/optillm" in command for command in first)
+    assert "cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml" in second
+    assert "sudo -n cat /var/lib/optillm/.optillm/proxy_config.yaml" in second
+    assert "cat /opt/litellm/venv/pyvenv.cfg" in second
+    assert facts.files["litellm-orch:layer-gateway/litellm-orch/config/router.yaml"].content.strip() == "model_list: []"
+    assert (
+        facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].path == "/var/lib/optillm/.optillm/proxy_config.yaml"
+    )
+    # Homes and uids of accounts the site does not name come from the account database.
+    assert facts.user_homes["optillm"] == "/var/lib/optillm" and facts.user_ids["litellm"] == 990
+
+
+def test_a_site_with_everything_reads_it_in_round_one(bare: Inventory) -> None:
+    site = load_inventory(INVENTORY_DIR / "lab.yaml", environ={})
+    _facts, connection = _gather_mini(site)
+    first, second = connection.batches
+    assert "cat /srv/gateway/layer-gateway/litellm-orch/config/router.yaml" in first
+    assert not any(command.endswith("pyvenv.cfg") for command in second)  # the site names each venv
+
+
+def test_discovery_survives_the_snapshot_round_trip(bare: Inventory) -> None:
+    facts, _ = _gather_mini(bare)
+    copy = HostFacts.from_json(facts.to_json())
+    assert copy == facts
+    assert discovered_settings(bare, "mini", copy) == discovered_settings(bare, "mini", facts)
+    assert {(item.service, item.field, item.value) for item in discovered_settings(bare, "mini", copy)} >= {
+        ("litellm-orch", "user", "litellm"),
+        ("litellm-orch", "repo_root", "/srv/gateway"),
+        ("litellm-orch", "venv", "/opt/litellm/venv"),
+        ("optillm-proxy", "user", "optillm"),
+        ("optillm-proxy", "venv", "/opt/optillm-proxy/venv"),
+    }
+
+
+def _case(runtime: Runtime, check: str, case_id: str) -> Case:
+    case = next(case for case in cases_of(REGISTRY.get(check), runtime.inventory) if case.id == case_id)
+    case.runtime = runtime
+    return case
+
+
+def test_the_checks_pass_and_say_where_each_value_came_from(bare: Inventory, tmp_path: Path) -> None:
+    facts, _ = _gather_mini(bare)
+    runtime = Runtime(bare, AuditLog(tmp_path / "audit.jsonl", "test"))
+    runtime.use_facts("mini", facts)
+    try:
+        router = evaluate(
+            REGISTRY.get("file-parses"),
+            _case(runtime, "file-parses", "mini/litellm-orch:layer-gateway/litellm-orch/config/router.yaml"),
+        )
+        assert router.outcome is Outcome.PASSED, router.summary
+        assert router.evidence["located by"] == (
+            "repo_root /srv/gateway from ExecStart --config "
+            "/srv/gateway/layer-gateway/litellm-orch/config/router.yaml (litellm-orch.service)"
+        )
+        proxy = evaluate(
+            REGISTRY.get("file-parses"),
+            _case(runtime, "file-parses", "mini/optillm-proxy:~/.optillm/proxy_config.yaml"),
+        )
+        assert proxy.outcome is Outcome.PASSED, proxy.summary
+        assert proxy.evidence["located by"] == (
+            "~ = /var/lib/optillm, the home of optillm (user from the unit's User= (optillm-proxy.service))"
+        )
+        account = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/litellm-orch"))
+        assert account.outcome is Outcome.PASSED, account.summary
+        assert account.evidence["account"] == "litellm (from the unit's User= (litellm-orch.service))"
+    finally:
+        runtime.close()
+
+
+def test_the_account_script_lists_every_home() -> None:
+    """The script itself, run here: the homes of accounts nobody asked for come back too."""
+    import pwd
+
+    output = subprocess.run(
+        [sys.executable, "-c", scripts.USER_HOMES.text, "root"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    answer = json.loads(output)
+    me = pwd.getpwuid(0)
+    assert answer["~"][me.pw_name] == {"home": me.pw_dir, "uid": 0}
+    assert answer["root"]["uid"] == 0 and answer[""]["0"] == me.pw_name
+
+
+def _studio_answers() -> dict[str, tuple[int, str]]:
+    base = "/Users/thestudio/gateway/layer-gateway/optillm-local"
+    metadata = {STUDIO_VENV: {"site_packages": [f"{STUDIO_VENV}/lib/python3.11/site-packages"], "packages": {}}}
+    metadata[STUDIO_VENV]["packages"] = {"transformers": "4.57.6", "optillm": "0.3.20"}
+    return {
+        "hostname": (0, "studio\n"),
+        "uname -s": (0, "Linux\n"),
+        "systemctl show": (0, (RECORDED / "lab-studio-systemctl-show-instances.txt").read_text()),
+        "user-homes": (0, json.dumps(ACCOUNTS)),
+        f"cat {base}/requirements.txt": (0, "optillm==0.3.20\ntransformers>=4.45,<5\n"),
+        f"sudo -n cat {base}/high.env": (0, "HF_HUB_CACHE=/Users/thestudio/models/hf/hub\n"),
+        f"sudo -n cat {base}/balanced.env": (0, "HF_HUB_CACHE=/Users/thestudio/models/hf/hub\n"),
+        f"cat {STUDIO_VENV}/pyvenv.cfg": (0, PYVENV),
+        "package-versions": (0, json.dumps(metadata)),
+    }
+
+
+@pytest.mark.parametrize("venv", [None, "layer-gateway/optillm-local/.venv"], ids=["host-names-it", "seed-relative"])
+def test_the_pin_is_checked_in_the_venv_the_host_names(bare: Inventory, venv: str | None, tmp_path: Path) -> None:
+    services = tuple(
+        service.model_copy(update={"venv": venv}) if service.name == "optillm-local" else service
+        for service in bare.services
+    )
+    inventory = bare.model_copy(update={"services": services})
+    connection = Replay(inventory.host("studio"), _studio_answers())
+    facts = gather(connection, inventory)  # type: ignore[arg-type]
+    assert connection.commands_run == 2
+    assert "package-versions" in connection.batches[1] and "package-versions" not in connection.batches[0]
+    runtime = Runtime(inventory, AuditLog(tmp_path / "audit.jsonl", "test"))
+    runtime.use_facts("studio", facts)
+    try:
+        pin = evaluate(REGISTRY.get("transformers-pin"), _case(runtime, "transformers-pin", "studio/optillm-local"))
+        assert pin.outcome is Outcome.PASSED, (pin.summary, pin.details)
+        source = pin.evidence["venv"]
+        assert source.startswith(f"{STUDIO_VENV} (from ")
+        if venv is None:
+            assert "pyvenv.cfg" in source
+        else:
+            assert "under repo_root from " in source
+        requirements = located_by(
+            inventory, inventory.service("optillm-local"), facts, "layer-gateway/optillm-local/requirements.txt"
+        )
+        assert requirements is not None and requirements.startswith("repo_root /Users/thestudio/gateway from ")
+    finally:
+        runtime.close()
