@@ -530,7 +530,12 @@ def _scalar(value: object) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value).lower()
 
 
-def site_yaml(inventory: Inventory, values: Sequence[SiteValue]) -> str:
+def site_yaml(
+    inventory: Inventory,
+    values: Sequence[SiteValue],
+    unknown: dict[tuple[str, str], str] | None = None,
+    hosts: Sequence[str] | None = None,
+) -> str:
     """The site file as used and discovered: hosts' connection settings, services' user,
     repo_root and venv, each with where it came from. JSON strings are YAML scalars."""
     lines = [
@@ -541,6 +546,8 @@ def site_yaml(inventory: Inventory, values: Sequence[SiteValue]) -> str:
         lines.append(f"secrets_file: {_scalar(inventory.secrets_file)}")
     lines.append("hosts:")
     for host in inventory.hosts:
+        if hosts and host.name not in hosts:
+            continue
         lines.append(f"  - name: {host.name}")
         if host.address:
             lines.append(f"    address: {_scalar(host.address)}")
@@ -564,15 +571,21 @@ def site_yaml(inventory: Inventory, values: Sequence[SiteValue]) -> str:
     by_service: dict[str, list[SiteValue]] = {}
     for value in values:
         by_service.setdefault(value.service, []).append(value)
-    if by_service:
+    missing: dict[str, list[str]] = {}
+    for (service_name, field_name), why in (unknown or {}).items():
+        missing.setdefault(service_name, []).append(f"    # {field_name}: not found: {why}")
+    if by_service or missing:
         lines.append("services:")
         for service in inventory.services:
-            found = by_service.get(service.name)
-            if not found:
+            if hosts and service.host not in hosts:
+                continue
+            found = by_service.get(service.name, [])
+            if not found and service.name not in missing:
                 continue
             lines.append(f"  - name: {service.name}")
             for value in found:
                 lines.append(f"    {value.field}: {_scalar(value.value)}  # from {value.source}")
+            lines += missing.get(service.name, [])
     return "\n".join(lines) + "\n"
 
 
@@ -695,19 +708,35 @@ def _sudo_of(host: Host, connection: HostConnection, login_results: list[Command
     return step
 
 
+Discoverer = Callable[[Inventory, str, HostFacts], tuple[list[SiteValue], dict[tuple[str, str], str]]]
+
+
+def discovered_values(
+    inventory: Inventory, host: str, facts: HostFacts
+) -> tuple[list[SiteValue], dict[tuple[str, str], str]]:
+    """What the host told about its services (conformance.facts.discovery), and why the rest is unknown."""
+    from conformance.facts.discovery import discover
+
+    found = discover(inventory, host, facts)
+    values = [SiteValue(item.service, item.field, item.value, item.source) for item in found.found]
+    return values, dict(found.unknown)
+
+
 def run_doctor(
     inventory: Inventory,
     hosts: Sequence[str] | None = None,
     audit: AuditLog | None = None,
     environ: dict[str, str] | None = None,
-    discover: Callable[[Inventory, str, HostFacts], list[SiteValue]] | None = None,
+    discover: Discoverer | None = discovered_values,
 ) -> DoctorReport:
     from conformance.transport.audit import NullAuditLog
 
     audit = audit or NullAuditLog()
     secrets = secrets_step(inventory, environ)
     reports = []
+    # What the inventory and site already say comes first; the hosts fill in the rest.
     values = inventory_values(inventory)
+    unknown: dict[tuple[str, str], str] = {}
     for host in inventory.hosts:
         if hosts and host.name not in hosts:
             continue
@@ -715,12 +744,10 @@ def run_doctor(
         reports.append(report)
         if discover is not None and report.facts is not None:
             given = {(value.service, value.field) for value in values}
-            values += [
-                value
-                for value in discover(inventory, host.name, report.facts)
-                if (value.service, value.field) not in given
-            ]
-    return DoctorReport(reports, secrets, site_yaml(inventory, values))
+            found, why = discover(inventory, host.name, report.facts)
+            values += [value for value in found if (value.service, value.field) not in given]
+            unknown.update(why)
+    return DoctorReport(reports, secrets, site_yaml(inventory, values, unknown, hosts))
 
 
 # --- rendering -------------------------------------------------------------------------------
