@@ -199,7 +199,17 @@ def _doctor(args: argparse.Namespace) -> int:
     if unknown:
         print(f"conformance doctor: no host {', '.join(unknown)} in {inventory_path}", file=sys.stderr)
         return EXIT_BROKEN_INVENTORY
-    audit = AuditLog(Path(args.reports_dir) / "audit.jsonl", f"doctor-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    reports = Path(args.reports_dir or os.environ.get("CONFORMANCE_REPORTS") or PROJECT_ROOT / "reports")
+    try:  # every command is audited, as in the suites: no audit log, no commands
+        reports.mkdir(parents=True, exist_ok=True)
+        with (reports / "audit.jsonl").open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        print(
+            f"conformance doctor: cannot write the audit log in {reports}: {exc}; pass --reports-dir", file=sys.stderr
+        )
+        return EXIT_BROKEN_INVENTORY
+    audit = AuditLog(reports / "audit.jsonl", f"doctor-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
     report = run_doctor(inventory, args.host, audit)
     print(render(report), end="")
     return report.exit_code
@@ -291,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--inventory", default=None, help="inventory file (default: $CONFORMANCE_INVENTORY or gateway)")
     doctor.add_argument("--site", default=None, help="site override file to apply (default: $CONFORMANCE_SITE)")
     doctor.add_argument("--host", action="append", default=[], metavar="NAME", help="only this host (repeatable)")
-    doctor.add_argument("--reports-dir", default=str(PROJECT_ROOT / "reports"), help="where the audit log goes")
+    doctor.add_argument(
+        "--reports-dir", default=None, help="where the audit log goes (default: $CONFORMANCE_REPORTS or reports/)"
+    )
     from lab.cli import add_lab_parser  # the lab is its own package; `conformance lab` delegates to it
 
     add_lab_parser(sub)

@@ -24,6 +24,7 @@ file the hosts told us, ready to review.
 from __future__ import annotations
 
 import concurrent.futures
+import getpass
 import json
 import os
 import socket
@@ -375,7 +376,8 @@ def judge_sudo(
 
 def sudo_step(host: Host, listing_result: CommandResult | None, needs: list[SudoNeed], listing_problem: str) -> Step:
     name = "sudo"
-    user = host.ssh.user or "monitor"
+    # A local host runs the commands as the user running the doctor.
+    user = host.ssh.user or (getpass.getuser() if host.connection == "local" else "monitor")
     details: list[str] = []
     if listing_problem:
         details.append(f"sudo -n -l: {listing_problem}")
@@ -397,7 +399,11 @@ def sudo_step(host: Host, listing_result: CommandResult | None, needs: list[Sudo
             details.append(f"FAIL  {shown}: {need.decision.reason}")
     if not missing:
         return Step(name, Mark.OK, f"{len(needs)} sudo -n command(s) granted", tuple(details))
+    install = (
+        (f"install sudo on {host.name} (e.g. apt-get install sudo), then:",) if "exit 127" in listing_problem else ()
+    )
     fixes = (
+        *install,
         f"on {host.name}, as root, add to /etc/sudoers.d/{user} (visudo -f /etc/sudoers.d/{user}):",
         *(f"    {sudoers_line(user, need.path, need.argv[1:])}" for need in missing),
     )
@@ -633,10 +639,16 @@ def examine_host(
             return report
     connection = HostConnection(host, audit)
     try:
+        listing: CommandResult | None = None
         if host.connection == "local":
-            login_results: list[CommandResult] = []
+            if host.ssh.sudo:
+                try:
+                    listing = connection.run(SUDO_LIST)
+                except CannotCheck:
+                    listing = None
         else:
             login, login_results = check_login(host, connection)
+            listing = login_results[1] if len(login_results) > 1 else None
             steps.append(login)
             if login.mark is not Mark.OK:
                 steps.append(_skip("sudo", "not authenticated"))
@@ -649,7 +661,7 @@ def examine_host(
             steps.append(Step("files", Mark.FAIL, f"the gathering failed: {redact(str(exc))}"))
             return report
         report.facts = facts
-        steps.append(_sudo_of(host, connection, login_results, facts))
+        steps.append(_sudo_of(host, connection, listing, facts))
         sudo_missing = steps[-1].mark is Mark.FAIL
         steps.append(files_step(facts, sudo_missing))
     finally:
@@ -657,13 +669,12 @@ def examine_host(
     return report
 
 
-def _sudo_of(host: Host, connection: HostConnection, login_results: list[CommandResult], facts: HostFacts) -> Step:
+def _sudo_of(host: Host, connection: HostConnection, listing_result: CommandResult | None, facts: HostFacts) -> Step:
     if not host.ssh.sudo:
         return _skip("sudo", "ssh.sudo is false for this host: every command runs without sudo")
     needed = sudo_commands(connection.history)
     listing: SudoListing | None = None
     problem = ""
-    listing_result = login_results[1] if len(login_results) > 1 else None
     if listing_result is None:
         problem = "not run"
     elif not listing_result.ok:

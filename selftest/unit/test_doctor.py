@@ -321,3 +321,21 @@ def test_render_marks_each_step_and_exit_code() -> None:
     assert "doctor: work to do on mini (exit 1)" in out
     assert out.endswith("--- discovered site file (review, then save and pass with --site) ---\nhosts: []\n")
     assert "render-canary" not in out
+
+
+def test_a_host_without_sudo_is_told_to_install_it() -> None:
+    needs = [_need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, False)]
+    step = sudo_step(_host(22, user="monitor", sudo=True), None, needs, "exit 127: sh: 1: sudo: not found")
+    assert step.fixes[0] == "install sudo on mini (e.g. apt-get install sudo), then:"
+    assert step.fixes[-1] == "    monitor ALL=(root) NOPASSWD: /usr/bin/ss -Htlnp"
+
+
+def test_a_broken_site_exits_4_like_the_suites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    site = tmp_path / "site.yaml"
+    site.write_text("hosts:\n  - name: mini\n    adress: 192.0.2.1\n")
+    code = main(["doctor", "--inventory", str(LAB_INVENTORY), "--site", str(site), "--reports-dir", str(tmp_path)])
+    assert code == 4
+    assert "unknown key 'adress'; did you mean 'address'?" in capsys.readouterr().err
+    assert main(["doctor", "--inventory", str(LAB_INVENTORY), "--host", "nosuch", "--reports-dir", str(tmp_path)]) == 4
