@@ -23,11 +23,11 @@ file the hosts told us, ready to review.
 
 from __future__ import annotations
 
-import concurrent.futures
 import getpass
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -114,14 +114,26 @@ def _env_name(host: Host, field_name: str) -> str:
 
 
 def _resolve(address: str, port: int, timeout: float) -> list[str]:
-    """getaddrinfo has no timeout of its own: it runs in a thread that is abandoned after ``timeout``."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        future = pool.submit(socket.getaddrinfo, address, port, 0, socket.SOCK_STREAM)
-        infos = future.result(timeout=timeout)
-    finally:
-        pool.shutdown(wait=False)
-    return sorted({str(info[4][0]) for info in infos})
+    """getaddrinfo has no timeout of its own: it runs in a daemon thread, abandoned after ``timeout``
+    (a daemon, so that a resolver that never answers cannot hold the process at exit)."""
+    outcome: list[list[str] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)
+            outcome.append(sorted({str(info[4][0]) for info in infos}))
+        except (OSError, UnicodeError) as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=lookup, name=f"resolve {address}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"{address} did not resolve within {timeout:g} s")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def check_address(host: Host) -> Step:
@@ -139,18 +151,18 @@ def check_address(host: Host) -> Step:
     port, timeout = host.ssh.port, host.ssh.connect_timeout
     try:
         addresses = _resolve(host.address, port, timeout)
-    except concurrent.futures.TimeoutError:
+    except TimeoutError:
         return Step(
             name,
             Mark.FAIL,
             f"{host.address} did not resolve within {timeout:g} s",
             fixes=("check the resolver (/etc/resolv.conf) or give the host's IP address as its address",),
         )
-    except socket.gaierror as exc:
+    except (OSError, UnicodeError) as exc:
         return Step(
             name,
             Mark.FAIL,
-            f"{host.address} does not resolve: {exc.strerror or exc}",
+            f"{host.address} does not resolve: {getattr(exc, 'strerror', None) or exc}",
             fixes=(f"check the spelling of {host.address}, or give the host's IP address as its address",),
         )
     resolved = ", ".join(addresses)
@@ -183,8 +195,10 @@ def check_host_key(host: Host, scan: Callable[..., paramiko.PKey] = hostkeys.sca
     assert host.address is not None
     key_name = hostkeys.host_key_name(host.address, host.ssh.port)
     known_hosts = Path(host.ssh.known_hosts) if host.ssh.known_hosts else None
+    # A known_hosts file not created yet trusts nothing: show the key and the line to start it with.
+    missing_file = known_hosts is not None and not known_hosts.exists()
     try:
-        trusted = hostkeys.trusted_keys(key_name, known_hosts, host.ssh.host_key)
+        trusted = hostkeys.trusted_keys(key_name, None if missing_file else known_hosts, host.ssh.host_key)
     except KeyMaterialError as exc:
         return Step(name, Mark.FAIL, str(exc), fixes=("fix ssh.known_hosts / ssh.host_key in the site file",))
     try:
@@ -197,7 +211,11 @@ def check_host_key(host: Host, scan: Callable[..., paramiko.PKey] = hostkeys.sca
             fixes=("is it an SSH server on that port?",),
         )
     judged = hostkeys.judge(key, trusted)
-    where = str(known_hosts) if known_hosts else "the pinned host_key"
+    where = (
+        (f"{known_hosts} (no such file yet)" if missing_file else str(known_hosts))
+        if known_hosts
+        else "the pinned host_key"
+    )
     shown = hostkeys.keygen_line(key, key_name)
     if judged.status is hostkeys.KeyStatus.KNOWN:
         return Step(name, Mark.OK, f"{key.get_name()} {hostkeys.fingerprint(key)} matches {where}")

@@ -339,3 +339,21 @@ def test_a_broken_site_exits_4_like_the_suites(tmp_path: Path, capsys: pytest.Ca
     assert code == 4
     assert "unknown key 'adress'; did you mean 'address'?" in capsys.readouterr().err
     assert main(["doctor", "--inventory", str(LAB_INVENTORY), "--host", "nosuch", "--reports-dir", str(tmp_path)]) == 4
+
+
+def test_a_name_that_does_not_resolve_fails_within_the_timeout() -> None:
+    host = _host(22).model_copy(update={"address": "no-such-host.invalid"})
+    host = host.model_copy(update={"ssh": host.ssh.model_copy(update={"connect_timeout": 1.0})})
+    step = check_address(host)
+    assert step.mark is Mark.FAIL
+    assert "no-such-host.invalid" in step.summary and "resolve" in step.summary
+    assert "IP address" in step.fixes[0]
+
+
+def test_a_known_hosts_file_not_created_yet_shows_the_line_to_start_it(tmp_path: Path, ssh_server) -> None:
+    port, key = ssh_server
+    missing = tmp_path / "known_hosts"
+    step = check_host_key(_host(port, missing))
+    assert step.mark is Mark.FAIL and "(no such file yet)" in step.summary
+    assert f"    [127.0.0.1]:{port} ssh-ed25519 {key.get_base64()}" in step.fixes
+    assert not missing.exists()
