@@ -373,7 +373,6 @@ def parse_identities(result: CommandResult) -> dict[str, str]:
 
 
 def judge_sudo(
-    host: Host,
     listing: SudoListing | None,
     needed: Sequence[tuple[str, ...]],
     identities: dict[str, str],
@@ -392,7 +391,7 @@ def judge_sudo(
     return judged
 
 
-def sudo_step(host: Host, listing_result: CommandResult | None, needs: list[SudoNeed], listing_problem: str) -> Step:
+def sudo_step(host: Host, needs: list[SudoNeed], listing_problem: str) -> Step:
     name = "sudo"
     # A local host runs the commands as the user running the doctor.
     user = host.ssh.user or (getpass.getuser() if host.connection == "local" else "monitor")
@@ -724,8 +723,8 @@ def _sudo_of(host: Host, connection: HostConnection, listing_result: CommandResu
             identities = parse_identities(connection.run(["stat", "-L", "-c", "%d:%i:%n", *paths]))
         except CannotCheck as exc:
             problem = (problem + "; " if problem else "") + f"commands could not be located: {exc}"
-    needs = judge_sudo(host, listing, needed, identities, search, facts)
-    step = sudo_step(host, listing_result, needs, problem)
+    needs = judge_sudo(listing, needed, identities, search, facts)
+    step = sudo_step(host, needs, problem)
     if listing is not None and listing.secure_path is None:
         step = Step(
             step.name,

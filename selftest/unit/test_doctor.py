@@ -225,7 +225,7 @@ def test_revoked_rules_print_the_exact_sudoers_lines() -> None:
         _need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, False),
         _need(("cat", "/etc/optillm-proxy/env"), Verdict.CANNOT_TELL, False),
     ]
-    step = sudo_step(_host(22, user="monitor", sudo=True), None, needs, "exit 1: sudo: a password is required")
+    step = sudo_step(_host(22, user="monitor", sudo=True), needs, "exit 1: sudo: a password is required")
     assert step.mark is Mark.FAIL
     assert step.fixes[1:] == (
         "    monitor ALL=(root) NOPASSWD: /usr/bin/ss -Htlnp",
@@ -235,11 +235,11 @@ def test_revoked_rules_print_the_exact_sudoers_lines() -> None:
 
 def test_a_listed_rule_refused_at_run_time_fails_and_cannot_tell_that_ran_is_ok() -> None:
     host = _host(22, user="monitor", sudo=True)
-    refused = sudo_step(host, None, [_need(("ss", "-Htlnp"), Verdict.GRANTED, False)], "")
+    refused = sudo_step(host, [_need(("ss", "-Htlnp"), Verdict.GRANTED, False)], "")
     assert refused.mark is Mark.FAIL and "refused it when it ran" in refused.details[0]
-    ran = sudo_step(host, None, [_need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, True)], "")
+    ran = sudo_step(host, [_need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, True)], "")
     assert ran.mark is Mark.OK
-    unknown = sudo_step(host, None, [_need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, None)], "")
+    unknown = sudo_step(host, [_need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, None)], "")
     assert unknown.mark is Mark.FAIL and "cannot tell" in unknown.details[0]
 
 
@@ -325,7 +325,7 @@ def test_render_marks_each_step_and_exit_code() -> None:
 
 def test_a_host_without_sudo_is_told_to_install_it() -> None:
     needs = [_need(("ss", "-Htlnp"), Verdict.CANNOT_TELL, False)]
-    step = sudo_step(_host(22, user="monitor", sudo=True), None, needs, "exit 127: sh: 1: sudo: not found")
+    step = sudo_step(_host(22, user="monitor", sudo=True), needs, "exit 127: sh: 1: sudo: not found")
     assert step.fixes[0] == "install sudo on mini (e.g. apt-get install sudo), then:"
     assert step.fixes[-1] == "    monitor ALL=(root) NOPASSWD: /usr/bin/ss -Htlnp"
 
@@ -357,3 +357,22 @@ def test_a_known_hosts_file_not_created_yet_shows_the_line_to_start_it(tmp_path:
     assert step.mark is Mark.FAIL and "(no such file yet)" in step.summary
     assert f"    [127.0.0.1]:{port} ssh-ed25519 {key.get_base64()}" in step.fixes
     assert not missing.exists()
+
+
+def test_the_lab_listing_grants_the_gathering_commands_by_their_secure_path() -> None:
+    from conformance.doctor import judge_sudo
+    from conformance.facts.sudo_list import parse_sudo_list
+
+    listing = parse_sudo_list(text("lab-mini-sudo-n-l.txt"))
+    needed = [("ss", "-Htlnp"), ("cat", "/etc/optillm-proxy/env"), ("cat", "/etc/shadow")]
+    identities = {"/usr/bin/ss": "1:2", "/usr/bin/cat": "1:3"}  # what stat -L found on the secure_path
+    assert listing.secure_path is not None
+    needs = judge_sudo(listing, needed, identities, listing.secure_path, HostFacts("mini"))
+    assert [(need.path, need.decision.verdict) for need in needs] == [
+        ("/usr/bin/ss", Verdict.GRANTED),
+        ("/usr/bin/cat", Verdict.GRANTED),
+        ("/usr/bin/cat", Verdict.MISSING),
+    ]
+    step = sudo_step(_host(22, user="monitor", sudo=True), needs, "")
+    assert step.mark is Mark.FAIL
+    assert step.fixes[1:] == ("    monitor ALL=(root) NOPASSWD: /usr/bin/cat /etc/shadow",)
