@@ -8,6 +8,8 @@ conformance bulletin ack FINGERPRINT --by OWNER --reason TEXT [--until WHEN]
                                                   acknowledge one: no reminders while it lasts
 conformance db upgrade|status|import-bulletin     the system database
 conformance report                                HTML report from the Allure results
+conformance doctor [--site FILE] [--inventory FILE] [--host NAME]
+                                                  can the harness reach and read each host? what to fix
 conformance lab ...                               the local test hosts (root, Linux)
 """
 
@@ -178,6 +180,41 @@ def _run(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=PROJECT_ROOT, env=env)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when every step is ok, 1 when the operator has work, 4 for a broken inventory or site."""
+    import time
+
+    from conformance.doctor import EXIT_BROKEN_INVENTORY, render, run_doctor
+    from conformance.transport.audit import AuditLog
+
+    inventory_path = (
+        args.inventory or os.environ.get("CONFORMANCE_INVENTORY") or PROJECT_ROOT / "inventory" / "gateway.yaml"
+    )
+    try:
+        inventory = load_inventory(inventory_path, args.site)
+    except (InventoryError, OSError) as exc:
+        print(f"conformance doctor: {exc}", file=sys.stderr)
+        return EXIT_BROKEN_INVENTORY
+    unknown = [name for name in args.host if name not in {host.name for host in inventory.hosts}]
+    if unknown:
+        print(f"conformance doctor: no host {', '.join(unknown)} in {inventory_path}", file=sys.stderr)
+        return EXIT_BROKEN_INVENTORY
+    reports = Path(args.reports_dir or os.environ.get("CONFORMANCE_REPORTS") or PROJECT_ROOT / "reports")
+    try:  # every command is audited, as in the suites: no audit log, no commands
+        reports.mkdir(parents=True, exist_ok=True)
+        with (reports / "audit.jsonl").open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        print(
+            f"conformance doctor: cannot write the audit log in {reports}: {exc}; pass --reports-dir", file=sys.stderr
+        )
+        return EXIT_BROKEN_INVENTORY
+    audit = AuditLog(reports / "audit.jsonl", f"doctor-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    report = run_doctor(inventory, args.host, audit)
+    print(render(report), end="")
+    return report.exit_code
+
+
 ALLURE_BIN = PROJECT_ROOT / ".tools" / "node_modules" / ".bin" / "allure"
 
 
@@ -260,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="generate the HTML report from the Allure results")
     report.add_argument("--results", default=str(PROJECT_ROOT / "reports" / "allure-results"))
     report.add_argument("--output", default=str(PROJECT_ROOT / "reports" / "allure-report"))
+    doctor = sub.add_parser("doctor", help="check each host step by step (address, key, login, sudo, files, secrets)")
+    doctor.add_argument("--inventory", default=None, help="inventory file (default: $CONFORMANCE_INVENTORY or gateway)")
+    doctor.add_argument("--site", default=None, help="site override file to apply (default: $CONFORMANCE_SITE)")
+    doctor.add_argument("--host", action="append", default=[], metavar="NAME", help="only this host (repeatable)")
+    doctor.add_argument(
+        "--reports-dir", default=None, help="where the audit log goes (default: $CONFORMANCE_REPORTS or reports/)"
+    )
     from lab.cli import add_lab_parser  # the lab is its own package; `conformance lab` delegates to it
 
     add_lab_parser(sub)
@@ -279,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "contracts":
         return _contracts(args)
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "lab":
         from lab.cli import run_lab_command
 

@@ -560,6 +560,23 @@ def _studio_down() -> tuple[Callable[[], Data], Callable[[Data], None]]:
     return apply, revert
 
 
+MONITOR_SUDOERS = "/etc/sudoers.d/monitor"
+
+
+def _monitor_sudo_revoked() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The Mini's sudoers drop-in for the monitor is gone: sudo reads its rules on every call, so
+    the next ``sudo -n`` is refused at once (no service to restart)."""
+
+    def apply() -> Data:
+        live(c.MINI, MONITOR_SUDOERS).unlink()
+        return {}
+
+    def revert(_: Data) -> None:
+        restore(c.MINI, MONITOR_SUDOERS)
+
+    return apply, revert
+
+
 CANARY_DIR = "/srv/gc-canary"
 CANARY_LISTENER = "gc-drift-canary-body"
 PROXY_UNIT_FILE = f"/etc/systemd/system/{c.OPTILLM_PROXY_UNIT}.service"
@@ -787,6 +804,19 @@ EXPECTED: dict[str, Expected] = {
         ("port 4020 is served by python3", "not by optillm-proxy.service"),
         "optillm-proxy",
     ),
+    "monitor-sudo-revoked": Expected(
+        "test_no_unexpected_listeners[mini]",
+        "broken",
+        (
+            "listening sockets unknown: sudo -n ss -Htlnp failed (exit 1): sudo: a password is required",
+            "sudo refused to read it (sudo: a password is required)",
+        ),
+        "gateway-agent",
+        # Could not check, never a violation: every check that needs a sudo'd command on the Mini
+        # says so with sudo's own refusal. Each still opens its own entry (15): results that
+        # could not be checked for one shared cause are not correlated into one incident.
+        entries=15,
+    ),
     "secret-canaries": Expected(
         "test_port_served_by_unit[mini/optillm-proxy:4020]",
         "violated",
@@ -951,6 +981,12 @@ def _registry() -> dict[str, Drift]:
             c.MINI,
             "LiteLLM runs a studio-high route no longer on disk (the balanced instance; the file put back, no restart)",
             _stale_router(),
+        ),
+        (
+            "monitor-sudo-revoked",
+            c.MINI,
+            "the monitor's sudo rules on the Mini are removed (/etc/sudoers.d/monitor)",
+            _monitor_sudo_revoked(),
         ),
         (
             "secret-canaries",

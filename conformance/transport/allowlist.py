@@ -59,6 +59,9 @@ def _cat(args: Sequence[str]) -> bool:
 
 
 def _stat(args: Sequence[str]) -> bool:
+    # -L: follow symlinks (the file a name leads to, as sudo's stat(2) of a command sees it).
+    if len(args) >= 1 and args[0] == "-L":
+        args = args[1:]
     return (
         len(args) >= 3
         and args[0] == "-c"
@@ -123,11 +126,17 @@ RULES: dict[str, Callable[[Sequence[str]], bool]] = {
 }
 
 
+SUDO_LIST = ["sudo", "-n", "-l"]
+
+
 def check_command(argv: Sequence[str]) -> None:
     """Raise CommandRefused unless ``argv`` is on the read-only allow-list."""
     if not argv:
         raise CommandRefused("empty command")
     args = list(argv)
+    if args == SUDO_LIST:
+        # Lists the user's own sudo rules; runs nothing (sudo(8), -l).
+        return
     if args[0] == "sudo":
         # Privilege is only ever a non-interactive prefix to an allowed command.
         if len(args) < 3 or args[1] != "-n":

@@ -189,6 +189,8 @@ class HostConnection:
         self._backend: _StrictParamikoBackend | None = None
         self.commands_run = 0
         self.connections_opened = 0
+        # Every allow-listed argv sent, in order: what a gathering really asked of the host.
+        self.history: list[tuple[str, ...]] = []
 
     def _ensure_backend(self) -> _StrictParamikoBackend | None:
         host = self.record
@@ -325,6 +327,8 @@ class HostConnection:
         for commands in batches:
             for argv in commands:
                 check_command(argv)
+        with self._lock:
+            self.history += [tuple(argv) for commands in batches for argv in commands]
         results: list[list[CommandResult] | BaseException | None] = [None] * len(batches)
 
         def run_one(index: int) -> None:

@@ -30,6 +30,9 @@ ALLOWED = [
     ["/usr/bin/python3", "-c", scripts.USER_HOMES.text, "optillm"],
     ["systemctl", "show", "-p", "User", "--", "litellm-orch.service", "optillm-local@high.service"],
     ["python3", "-c", scripts.IN_HOST_PROBE.text, "3", "http://127.0.0.1:4020/health", "198.51.100.11:4040"],
+    # sudo's own listing of the user's rules: runs nothing (conformance doctor)
+    ["sudo", "-n", "-l"],
+    ["stat", "-L", "-c", "%d:%i:%n", "/usr/bin/ss", "/bin/ss"],
 ]
 
 REFUSED = [
@@ -42,6 +45,14 @@ REFUSED = [
     ["cat", "/etc/passwd; reboot"],
     ["sudo", "ss", "-Htlnp"],
     ["sudo", "-n", "sh", "-c", "id"],
+    # only the bare listing: -l with a command would check it, -U another user's rules,
+    # and without -n sudo may prompt
+    ["sudo", "-l"],
+    ["sudo", "-n", "-l", "ss"],
+    ["sudo", "-n", "-l", "-U", "root"],
+    ["sudo", "-n", "-ll"],
+    ["stat", "-L", "/etc/passwd"],
+    ["stat", "-L", "-c", "%n", "../etc/shadow"],
     ["python3", "-c", "import os; os.remove('/x')"],
     ["python3", "-c", scripts.IN_HOST_PROBE.text, "3", "http://x/ y"],
     ["ss", "-K"],
