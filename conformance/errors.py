@@ -63,18 +63,21 @@ class FactUnavailable(CannotCheck):
 
     ``file``: the file whose content is the reason (one that does not parse), so the outcome
     policy can name it as the cause and the bulletin can join this to that file's own check.
+    ``refused_on``: the host whose sudo refused the monitor the command that would have read
+    the fact: one missing privilege, one cause, however many checks need it.
     """
 
-    def __init__(self, message: str, *, file: str | None = None) -> None:
+    def __init__(self, message: str, *, file: str | None = None, refused_on: str | None = None) -> None:
         super().__init__(message)
         self.file = file
+        self.refused_on = refused_on
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_fact_unavailable, (str(self), self.file))
+        return (_rebuild_fact_unavailable, (str(self), self.file, self.refused_on))
 
 
-def _rebuild_fact_unavailable(message: str, file: str | None) -> FactUnavailable:
-    return FactUnavailable(message, file=file)
+def _rebuild_fact_unavailable(message: str, file: str | None, refused_on: str | None = None) -> FactUnavailable:
+    return FactUnavailable(message, file=file, refused_on=refused_on)
 
 
 class CommandRefused(CannotCheck):

@@ -27,7 +27,7 @@ from conformance.errors import CannotCheck, HostUnavailable, ParseError
 from conformance.inventory.model import Inventory, Port, Service
 from conformance.paths import unit_of
 from conformance.redact import redact
-from conformance.results import Result, Subject, broken, file_cause, skipped
+from conformance.results import Result, Subject, access_cause, broken, file_cause, skipped
 from conformance.waivers import apply_waiver, today
 
 ROOT_CHECK = "host-identity"
@@ -85,6 +85,9 @@ def evaluate(spec: ContractSpec, case: Case, on: date | None = None) -> Result:
         unparsable = getattr(exc, "file", None)
         if unparsable:  # a file that does not parse: one incident with that file's own check
             result = result.caused_by(file_cause(unparsable))
+        refused_on = getattr(exc, "refused_on", None)
+        if refused_on:  # the monitor's missing sudo rule: one incident, however many checks
+            result = result.caused_by(access_cause(refused_on))
     except Exception as exc:  # noqa: BLE001 - every failure must become a result
         result = broken(f"internal error in check {spec.id}: {type(exc).__name__}: {redact(str(exc))[:500]}")
     return apply_waiver(result.about(subject), inventory, on or today())

@@ -130,6 +130,11 @@ def handle_cause(service: str, handle: str) -> str:
     return f"handle {service}:{handle}"
 
 
+def access_cause(host: str) -> str:
+    """The monitor's sudo privilege on a host: every fact it refused is this one cause."""
+    return f"access {host}:sudo"
+
+
 def file_cause(path: str) -> str:
     """A file by its absolute path. Not by host: a parse error met while reading another host's
     file (a route to the Studio read from the Mini) does not know the host, only the path."""

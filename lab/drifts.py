@@ -813,9 +813,8 @@ EXPECTED: dict[str, Expected] = {
         ),
         "gateway-agent",
         # Could not check, never a violation: every check that needs a sudo'd command on the Mini
-        # says so with sudo's own refusal. Each still opens its own entry (15): results that
-        # could not be checked for one shared cause are not correlated into one incident.
-        entries=15,
+        # says so with sudo's own refusal, and they share that one cause (the monitor's access
+        # on the Mini): one incident, one entry.
     ),
     "secret-canaries": Expected(
         "test_port_served_by_unit[mini/optillm-proxy:4020]",

@@ -8,7 +8,9 @@ and severity (among equally severe ones, the most specific subject's). The incid
 open while any of them fails and resolves when all pass. Outages already work this way
 (``blocked_by``). A broken result joins an incident only when its check names the cause
 itself (a health endpoint refused where the listener should be) and a violation shares
-it; a check that could not be checked for its own reasons is never folded in.
+it; a check that could not be checked for its own reasons is never folded in. The one
+exception is the monitor's own access: checks that sudo refused on one host share that
+cause (``results.access_cause``) and are one incident even with no violation among them.
 
 An incident keeps its fingerprint across runs: when one of its members already leads an
 open entry, that entry goes on (so one lasting problem never becomes resolved+opened).
@@ -21,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.bulletin import events
-from conformance.results import Outcome, Result
+from conformance.results import Outcome, Result, access_cause
 
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
+ACCESS_CAUSE_PREFIX = access_cause("").split(" ", 1)[0] + " "
 
 
 @dataclass
@@ -74,7 +77,10 @@ def correlate(roots: Mapping[str, Result], open_entries: Mapping[str, Any]) -> l
         groups.setdefault(find(fingerprint), []).append(fingerprint)
     incidents = []
     for members in groups.values():
-        if len(members) < 2 or not any(roots[fp].outcome is Outcome.VIOLATED for fp in members):
+        if len(members) < 2 or not (
+            any(roots[fp].outcome is Outcome.VIOLATED for fp in members)
+            or any(cause.startswith(ACCESS_CAUSE_PREFIX) for fp in members for cause in roots[fp].causes)
+        ):
             continue
         members.sort()
         # a violation describes the incident before a check that could not tell

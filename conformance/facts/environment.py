@@ -50,7 +50,10 @@ def service_environment(facts: HostFacts, service: Service, port: Port | None = 
             if optional and (fact is None or not fact.exists):
                 continue
             why = fact.error if fact else "not gathered"
-            raise FactUnavailable(f"cannot read EnvironmentFile {path} of {unit.name}: {why}")
+            raise FactUnavailable(
+                f"cannot read EnvironmentFile {path} of {unit.name}: {why}",
+                refused_on=fact.refused_on if fact else None,
+            )
         try:
             values = parse_env_file(fact.content, path)
         except ParseError as exc:

@@ -198,7 +198,7 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     _read_units(facts, host, plan, unit_results)
     unit_file_results = [next(results) for _ in plan.unit_files]
     for path, result in zip(plan.unit_files, unit_file_results, strict=True):
-        facts.files[f"unit:{path}"] = _file_fact(path, path, result, secret=False)
+        facts.files[f"unit:{path}"] = _file_fact(host.name, path, path, result, secret=False)
     if host.service_manager == "launchd":
         _read_plists(facts, plan)
     accounts = _json(next(results), facts, "accounts") or {}
@@ -221,7 +221,7 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
                 float(value.get("ms", 0)),
             )
     for request, path in static_files:
-        facts.files[request.key] = _file_fact(request.declared, path, next(results), request.secret)
+        facts.files[request.key] = _file_fact(host.name, request.declared, path, next(results), request.secret)
 
     _round_two(connection, inventory, plan, facts)
     facts.commands = connection.commands_run
@@ -326,7 +326,7 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     results = _run_in_lanes(connection, commands)
     for (key, path, origin, declared), result in zip(pending, results, strict=False):
         secret = origin.secret if origin else not key.startswith("pyvenv:")
-        facts.files[key] = _file_fact(declared, path, result, secret)
+        facts.files[key] = _file_fact(host.name, declared, path, result, secret)
     tail = iter(results[len(pending) :])
     if venvs:
         facts.packages.update(_json(next(tail), facts, "package metadata") or {})
@@ -387,14 +387,40 @@ def _json(result: CommandResult, facts: HostFacts, what: str) -> dict:  # type: 
     return value if isinstance(value, dict) else {}
 
 
-def _file_fact(declared: str, path: str, result: CommandResult, secret: bool) -> FileFact:
+# What sudo 1.9 prints when it, not the command, refuses (sudo -n): no rule left for the user
+# or a rule that wants a password ("a password is required", src/sudo.c and the sudoers
+# plugin's auth), no matching command ("Sorry, user %s is not allowed to execute '%s' as %s
+# on %s.", plugins/sudoers/logging.c), "%s is not in the sudoers file", and requiretty
+# ("sorry, you must have a tty to run sudo"). Recordings: selftest/recorded/sudo-l/*.err.
+_SUDO_REFUSALS = (
+    "a password is required",
+    "is not allowed to execute",
+    "is not allowed to run sudo",
+    "is not in the sudoers file",
+    "you must have a tty to run sudo",
+    "a terminal is required",
+)
+
+
+def sudo_refused(result: CommandResult) -> bool:
+    """Whether sudo itself refused ``result``'s command (the monitor lacks the privilege)."""
+    if result.ok or not result.argv or result.argv[0] != "sudo":
+        return False
+    text = result.stderr.lower()
+    return any(phrase.lower() in text for phrase in _SUDO_REFUSALS)
+
+
+def _file_fact(host: str, declared: str, path: str, result: CommandResult, secret: bool) -> FileFact:
     if result.ok:
         return FileFact(declared, path, True, result.stdout + ("\n" if result.stdout else ""), None, secret)
     stderr = result.stderr.strip()
     missing = "No such file" in stderr
-    if "a password is required" in stderr or "not allowed" in stderr:
+    refused = sudo_refused(result)
+    if refused:
         stderr = f"sudo refused to read it ({stderr.splitlines()[-1] if stderr else 'no detail'})"
-    return FileFact(declared, path, not missing, None, stderr or f"exit {result.exit_code}", secret)
+    return FileFact(
+        declared, path, not missing, None, stderr or f"exit {result.exit_code}", secret, host if refused else None
+    )
 
 
 def _read_processes(facts: HostFacts, result: CommandResult) -> None:
@@ -413,6 +439,7 @@ def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) 
     primary = results[0]
     if not primary.ok:
         facts.listeners_error = f"{primary.command} failed (exit {primary.exit_code}): {primary.stderr.strip()[:300]}"
+        facts.listeners_refused = sudo_refused(primary)
         return
     try:
         if host.os == "linux":

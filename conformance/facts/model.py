@@ -26,10 +26,11 @@ class FileFact:
     content: str | None  # None when unreadable or missing
     error: str | None  # why it is missing/unreadable/unresolvable
     secret: bool = False
+    refused_on: str | None = None  # the host whose sudo refused to read it (the monitor's privilege)
 
     def require(self) -> str:
         if self.content is None:
-            raise FactUnavailable(f"cannot read {self.path or self.declared}: {self.error}")
+            raise FactUnavailable(f"cannot read {self.path or self.declared}: {self.error}", refused_on=self.refused_on)
         return self.content
 
 
@@ -101,6 +102,7 @@ class HostFacts:
     os_name: str | None = None
     listeners: list[Listener] | None = None
     listeners_error: str | None = None
+    listeners_refused: bool = False  # sudo refused the listener command (the monitor's privilege)
     listeners_notes: list[str] = field(default_factory=list)  # enrichment that could not be done
     processes: dict[int, Process] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
@@ -117,7 +119,10 @@ class HostFacts:
 
     def require_listeners(self) -> list[Listener]:
         if self.listeners is None:
-            raise FactUnavailable(f"listening sockets unknown: {self.listeners_error}")
+            raise FactUnavailable(
+                f"listening sockets unknown: {self.listeners_error}",
+                refused_on=self.host if self.listeners_refused else None,
+            )
         return self.listeners
 
     def unit(self, name: str) -> UnitFact:

@@ -90,3 +90,31 @@ def test_an_unparsable_file_keeps_its_name_across_processes() -> None:
     shipped = pickle.dumps(FactUnavailable("EnvironmentFile /x/balanced.env does not parse", file="/x/b"))
     error = pickle.loads(shipped)  # noqa: S301 - our own bytes, as xdist ships them between processes
     assert (str(error), error.file) == ("EnvironmentFile /x/balanced.env does not parse", "/x/b")
+
+
+def test_checks_sudo_refused_on_one_host_are_one_incident(tmp_path: Path) -> None:
+    """The monitor's sudo rule removed: every check needing it could not tell, for one cause."""
+    from conformance.results import access_cause
+
+    refused = [
+        Result(Outcome.BROKEN, "could not check: sudo refused to read it", subject=subj).caused_by(access_cause("mini"))
+        for subj in (BOUND, EXPOSED, CLIENTS, OTHER)
+    ]
+    studio = subject("port-bound", "major", "optillm-local", host="studio", service="optillm-local", port=4040)
+    elsewhere = Result(Outcome.BROKEN, "could not check: sudo refused", subject=studio)
+    update = update_bulletin(
+        tmp_path / "bulletin.jsonl", [*refused, elsewhere.caused_by(access_cause("studio"))], "r1", 24
+    )
+    assert len(update.opened) == 2, "one incident per host whose sudo refused"
+    incident = next(entry for entry in read_entries(tmp_path / "bulletin.jsonl") if entry[events.CAUSES])
+    assert incident[events.CAUSES] == [access_cause("mini")]
+    assert incident["fingerprint"] == EXPOSED.fingerprint, "the most severe contract leads"
+
+
+def test_a_refusal_keeps_its_host_across_processes() -> None:
+    import pickle
+
+    from conformance.errors import FactUnavailable
+
+    error = pickle.loads(pickle.dumps(FactUnavailable("cannot read /etc/x: sudo refused", refused_on="mini")))  # noqa: S301
+    assert error.refused_on == "mini" and error.file is None

@@ -46,6 +46,9 @@ def mini_facts() -> HostFacts:
         "config/env.local", "/srv/env.local", True, "LITELLM_MASTER_KEY=sk-recorded\n", None, secret=True
     )
     facts.files["unit:/missing"] = FileFact("/missing", "/missing", False, None, "No such file", False)
+    facts.files["optillm-proxy:/etc/optillm-proxy/env"] = FileFact(
+        "/etc/optillm-proxy/env", "/etc/optillm-proxy/env", True, None, "sudo refused to read it", True, "mini"
+    )
     facts.probes["http://127.0.0.1:4020/health"] = ProbeFact(
         "http://127.0.0.1:4020/health", True, 200, '{"status":"ok"}', None, 2.5
     )
@@ -61,7 +64,8 @@ def test_every_field_is_set_by_the_fixture_and_travels():
     """A field added to HostFacts later must be covered here, or this fails."""
     facts, empty = mini_facts(), HostFacts("mini")
     unset = [item.name for item in fields(HostFacts) if getattr(facts, item.name) == getattr(empty, item.name)]
-    assert unset == ["host", "listeners_error"]  # an error only when listeners are unknown: the test below
+    # an error (and sudo's refusal of the listener command) only when listeners are unknown: below
+    assert unset == ["host", "listeners_error", "listeners_refused"]
     assert set(json.loads(facts.to_json())) == {item.name for item in fields(HostFacts)}
 
 
@@ -86,9 +90,9 @@ def test_recorded_macos_gathering_survives_a_json_round_trip(studio):  # noqa: F
 
 
 def test_listeners_unknown_survive_a_round_trip():
-    facts = HostFacts("studio", listeners=None, listeners_error="lsof failed (exit 1)")
+    facts = HostFacts("studio", listeners=None, listeners_error="lsof failed (exit 1)", listeners_refused=True)
     again = HostFacts.from_json(facts.to_json())
-    assert again.listeners is None and again.listeners_error == "lsof failed (exit 1)"
+    assert again.listeners is None and again.listeners_error == "lsof failed (exit 1)" and again.listeners_refused
 
 
 def test_snapshot_is_private_and_removed_at_the_end():
