@@ -48,6 +48,14 @@ def _rank(result: Result, fingerprint: str) -> tuple[int, int, str]:
     return SEVERITY_RANK.get(subject.severity, 1), -specificity, fingerprint
 
 
+def _host_first(result: Result, fingerprint: str) -> tuple[int, int, str]:
+    subject = result.subject
+    if subject is None:
+        return 0, 1, fingerprint
+    specificity = (subject.port is not None) * 2 + (subject.service is not None)
+    return specificity, SEVERITY_RANK.get(subject.severity, 1), fingerprint
+
+
 def correlate(roots: Mapping[str, Result], open_entries: Mapping[str, Any]) -> list[Incident]:
     """The incidents among ``roots`` (fingerprint -> failing result) with more than one member.
 
@@ -85,6 +93,10 @@ def correlate(roots: Mapping[str, Result], open_entries: Mapping[str, Any]) -> l
         members.sort()
         # a violation describes the incident before a check that could not tell
         ranked = sorted(members, key=lambda fp: (roots[fp].outcome is not Outcome.VIOLATED, *_rank(roots[fp], fp)))
+        if not any(roots[fp].outcome is Outcome.VIOLATED for fp in members):
+            # Only the monitor's access: the host-wide check leads (the layer's owner runs the
+            # monitor), not the most specific service's, which is not at fault.
+            ranked = sorted(members, key=lambda fp: _host_first(roots[fp], fp))
         lead = next(
             (
                 fp

@@ -266,7 +266,9 @@ def _incident(entry: dict[str, Any], incidents: dict[str, Incident]) -> dict[str
     entry[events.CORRELATED] = incident.members
     entry[events.CAUSES] = incident.causes
     if others:
-        entry["summary"] = f"{entry['summary']} (one cause, also breaks {', '.join(others)})"[:500]
+        # checks that could not tell are stopped by the cause, not broken by it
+        verb = "also breaks" if incident.result.outcome is Outcome.VIOLATED else "also stops the checks of"
+        entry["summary"] = f"{entry['summary']} (one cause, {verb} {', '.join(others)})"[:500]
     return entry
 
 

@@ -12,7 +12,7 @@ from conformance.facts.model import FileFact
 from conformance.facts.parsers import parse_env_file
 from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.paths import file_key
-from conformance.results import Result, broken, file_cause, passed, violated
+from conformance.results import Result, access_cause, broken, file_cause, passed, violated
 
 
 def _parse(fact: FileFact, path: str, file_format: str) -> None:
@@ -41,7 +41,9 @@ def judge_file(declared: str, file_format: str, fact: FileFact | None, located: 
     if not fact.exists:
         return violated(f"{fact.path} does not exist", **{"error": fact.error or ""}, **where)
     if fact.content is None:
-        return broken(f"cannot read {fact.path}", fact.error or "", **where)
+        unread = broken(f"cannot read {fact.path}", fact.error or "", **where)
+        # sudo's refusal is the monitor's missing privilege on that host: one cause for all it stops
+        return unread.caused_by(access_cause(fact.refused_on)) if fact.refused_on else unread
     try:
         _parse(fact, fact.path, file_format)
     except ParseError as exc:

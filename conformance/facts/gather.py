@@ -231,6 +231,8 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
 # Scripts that take the host a while (a metadata scan of a venv; probes that may wait for
 # their timeout) run in batches of their own, concurrently with the rest of the round.
 _OWN_LANE = frozenset({scripts.PACKAGE_VERSIONS.text, scripts.IN_HOST_PROBE.text})
+# Remote executions per host per run, at most: two rounds, each of at most this many at once.
+MAX_LANES_PER_ROUND = 1 + len(_OWN_LANE)
 
 
 def _run_in_lanes(connection: HostConnection, commands: list[list[str]]) -> list[CommandResult]:

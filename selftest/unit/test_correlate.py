@@ -106,9 +106,17 @@ def test_checks_sudo_refused_on_one_host_are_one_incident(tmp_path: Path) -> Non
         tmp_path / "bulletin.jsonl", [*refused, elsewhere.caused_by(access_cause("studio"))], "r1", 24
     )
     assert len(update.opened) == 2, "one incident per host whose sudo refused"
-    incident = next(entry for entry in read_entries(tmp_path / "bulletin.jsonl") if entry[events.CAUSES])
+    incident = next(entry for entry in read_entries(tmp_path / "bulletin.jsonl") if entry.get(events.CAUSES))
     assert incident[events.CAUSES] == [access_cause("mini")]
-    assert incident["fingerprint"] == EXPOSED.fingerprint, "the most severe contract leads"
+    # No violation among them: a host-wide check leads (the layer's owner runs the monitor)
+    listeners = subject("no-unexpected-listeners", "major", "gateway-agent", service=None, port=None)
+    with_host = update_bulletin(
+        tmp_path / "host.jsonl",
+        [*refused, refused[0].about(listeners).caused_by(access_cause("mini"))],
+        "r1",
+        24,
+    )
+    assert with_host.opened == [listeners.fingerprint]
 
 
 def test_a_refusal_keeps_its_host_across_processes() -> None:
