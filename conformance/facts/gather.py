@@ -176,6 +176,11 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
         round_one.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *plan.venvs])
     if plan.probes:
         round_one.append(["python3", "-c", scripts.IN_HOST_PROBE.text, str(PROBE_TIMEOUT_SECONDS), *plan.probes])
+    # The declared HF caches are listed at once: round two then lists only a cache the
+    # instances' environments point at instead (most hosts then need no round two at all).
+    declared_caches = [cache for cache in plan.caches if cache.startswith("/")]
+    if declared_caches:
+        round_one.append(["python3", "-c", scripts.HF_CACHE_LISTING.text, *declared_caches])
     # Paths the inventory fixes; a repo-relative one without a site repo root waits for
     # round two, where the units gathered here may name the root.
     static_files = [
@@ -220,6 +225,8 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
                 value.get("error"),
                 float(value.get("ms", 0)),
             )
+    if declared_caches:
+        facts.hf_caches = _json(next(results), facts, "HF cache listing") or {}
     for request, path in static_files:
         facts.files[request.key] = _file_fact(host.name, request.declared, path, next(results), request.secret)
 
@@ -317,9 +324,11 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
             facts.packages[venv] = {"site_packages": [], "packages": {}, "error": refused}
     if venvs:
         commands.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *venvs])
-    caches = list(plan.caches)
+    # Caches not listed in round one: a declared one that is not absolute, and those the
+    # instances' environments point at instead of the declared one.
+    caches = [cache for cache in plan.caches if cache not in facts.hf_caches]
     for cache in effective_hf_caches(inventory, host.name, facts):
-        if cache not in caches:
+        if cache not in caches and cache not in facts.hf_caches:
             caches.append(cache)
     if caches:
         commands.append(["python3", "-c", scripts.HF_CACHE_LISTING.text, *caches])
@@ -333,7 +342,7 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     if venvs:
         facts.packages.update(_json(next(tail), facts, "package metadata") or {})
     if caches:
-        facts.hf_caches = _json(next(tail), facts, "HF cache listing") or {}
+        facts.hf_caches.update(_json(next(tail), facts, "HF cache listing") or {})
 
 
 def _refused(command: list[str]) -> str | None:

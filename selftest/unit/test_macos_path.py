@@ -85,6 +85,8 @@ class ReplayConnection:
             key = " ".join(argv[:3]) if argv[0] != "python3" else scripts.by_text(argv[2]).name
             self.seen.append(key)
             code, out, err = self.answers.get(key, (1, "", f"no recording for {key}"))
+            if key == "hf-cache-listing" and code == 0:  # the script lists only the caches it is given
+                out = json.dumps({cache: entry for cache, entry in json.loads(out).items() if cache in argv[3:]})
             results.append(CommandResult(tuple(argv), code, out, err))
         return results
 
@@ -153,9 +155,14 @@ def studio(tmp_path):
 def test_gathering_is_two_round_trips_of_allowed_commands(studio):
     _, facts, connection = studio
     assert connection.rounds == 2
-    # Round one: the venv scan runs in a channel of its own, at once with the rest.
-    first_round = connection.batches[0]
+    # Round one: the declared HF cache is listed at once; the venv scan runs in a channel of
+    # its own, at once with the rest.
+    first_round, second_round = connection.batches
     assert len(first_round) == 2 and first_round[1] == ["package-versions"]
+    assert "hf-cache-listing" in first_round[0]
+    # Round two lists only the cache the instances' environment points at instead.
+    assert second_round == [["hf-cache-listing"]]
+    assert set(facts.hf_caches) == {"/Users/thestudio/models/hf/hub", "/Users/tester/.cache/huggingface/hub"}
     assert connection.commands_run == 3
     assert facts.os_name == "Darwin" and facts.listeners is not None
     assert "launchctl print gui/501/com.example.optillm.local-high" in connection.seen
