@@ -157,6 +157,7 @@ class SuiteRun:
     failed: int
     errors: int
     workers: int
+    gather_seconds: float  # one host's gathering (connect and its executions), median over hosts
     output: str
 
 
@@ -202,6 +203,10 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
     entries = [json.loads(line) for line in audit.read_text().splitlines()] if audit.is_file() else []
     last_run = entries[-1]["run"] if entries else None
     workers = {entry["pid"] for entry in entries if entry["run"] == last_run}
+    per_host: dict[str, float] = {}
+    for entry in entries:
+        if entry["run"] == last_run:
+            per_host[entry["host"]] = per_host.get(entry["host"], 0.0) + float(entry["seconds"] or 0.0)
     # pytest's own final line, not junit: there an error raised in a test's call phase
     # counts as a failure, while pytest (and the harness) report it as an error.
     tail = text.strip().splitlines()[-1] if text.strip() else ""
@@ -214,6 +219,7 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
         int(failed.group(1)) if failed else 0,
         int(errors.group(1)) if errors else 0,
         len(workers),
+        statistics.median(per_host.values()) if per_host else 0.0,
         text,
     )
 
@@ -259,18 +265,21 @@ def print_projection(results: dict[int, list[SuiteRun]], hosts: int = 200) -> No
     workers = choose("auto", checks, cpus)
     serial_cpu = cpu[small] + (hosts - small) * cpu_per_host
     waves = -(-hosts // PREFETCH_THREADS)
+    gather = statistics.median(r.gather_seconds for r in results[large])
+    io_seconds = waves * gather
     print()
     print(
-        f"per extra host: {wall_per_host * 1000:.0f} ms wall, {cpu_per_host * 1000:.0f} ms CPU, "
-        f"{checks_per_host:.1f} checks"
+        f"per extra host: {wall_per_host * 1000:.0f} ms wall, {cpu_per_host * 1000:.0f} ms CPU of the run's "
+        f"process, {checks_per_host:.1f} checks; one host's gathering takes {gather * 1000:.0f} ms (median)"
     )
     print(
-        f"{hosts} hosts on this machine ({cpus} CPUs), on paper: {checks} checks, about "
+        f"{hosts} hosts on this machine ({cpus} CPUs), on paper: {checks} checks; about "
         f"{wall[small] + (hosts - small) * wall_per_host:.0f} s at the measured wall time per host; "
-        f"{serial_cpu:.0f} s of CPU in all; gathering in {waves} waves of at most {PREFETCH_THREADS} hosts; "
+        f"{serial_cpu:.0f} s of CPU in the process that gathers and checks; the hosts' answers "
+        f"{io_seconds:.1f} s ({waves} waves of at most {PREFETCH_THREADS} hosts); "
         f"-n auto would start {workers} workers ({WORKER_START_SECONDS:g} s of start-up each)"
     )
-    limit = "CPU" if serial_cpu / cpus > waves * wall[small] else f"the hosts' answers ({waves} waves)"
+    limit = "the CPU of that one process" if serial_cpu > io_seconds else "the hosts' answers"
     print(f"the first limit reached: {limit}")
 
 
