@@ -7,6 +7,7 @@ policy, and the sinks.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -180,6 +181,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _start_gathering(config)
     elif workerinput.get("conformance_snapshot"):
         config.stash[RUNTIME_KEY].read_snapshot(Snapshot(Path(workerinput["conformance_snapshot"])))
+    if _runs_suites(config):
+        _freeze_heap()  # the modules, the inventory and the registry; again after collection
 
 
 def _loaded(config: pytest.Config) -> tuple[Inventory, Registry]:
@@ -220,6 +223,19 @@ def _choose_workers(config: pytest.Config) -> None:
     workers = choose(asked, checks, usable_cpus())
     config.option.numprocesses = workers
     config.stash[WORKER_CHOICE_KEY] = WorkerChoice(str(asked), workers, checks)
+
+
+def _freeze_heap() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach.
+
+    What exists once the suites are collected (modules, the inventory, the registry, the
+    items) lives until the process exits. Frozen (``gc.freeze``, Python 3.7+), it is no
+    longer traversed by the collections that follow: the automatic ones while facts are
+    parsed, the several pytest makes at unconfigure to find unraisable exceptions, and the
+    interpreter's at exit. Measured on the lab: about 0.25 s of a 2 s run (README,
+    Performance). Garbage that already exists is kept, which costs a few kilobytes.
+    """
+    gc.freeze()
 
 
 def _distributed(config: pytest.Config) -> bool:
@@ -352,10 +368,13 @@ def _case_of(item: pytest.Item) -> Case | None:
     return value if isinstance(value, Case) else None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Single-process runs whose selection was not known at configure time: gather the
     collected tests' hosts and make their LAN probes at once, in threads."""
     config = session.config
+    if _runs_suites(config):
+        _freeze_heap()
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is None or getattr(config.option, "collectonly", False) or hasattr(config, "workerinput"):
         return

@@ -247,8 +247,11 @@ class Runtime:
         return list(wanted)
 
     def _gather_quietly(self, host: str) -> None:
-        # A failure is cached: every check of that host reports this one cause later.
-        with contextlib.suppress(HostUnavailable):
+        # A host's failure is cached: every check of that host reports this one cause later.
+        # Anything else (an import cut short as the process ends) is not cached: the check
+        # that needs the facts gathers them again, where the outcome policy reports it. A
+        # background thread must never raise.
+        with contextlib.suppress(Exception):
             self.facts(host)
 
     def _lan_quietly(self, request: LanRequest) -> None:
