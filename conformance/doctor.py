@@ -486,9 +486,10 @@ def secrets_step(inventory: Inventory, environ: dict[str, str] | None = None) ->
         file_values, file_problem = {}, str(exc)
         fixes.append(str(exc))
     for record in inventory.secrets:
-        where = _secret_origin(sources, record.env, record.name, record.file, file_values)
-        if where:
-            details.append(f"ok    {record.env} ({record.name}): from {where}")
+        found = sources.found(record, file_values)
+        if found is not None:
+            register_secret(found[0])
+            details.append(f"ok    {record.env} ({record.name}): from {found[1]}")
             continue
         use = "needed by the checks" if record.name in needed else "optional"
         if record.name in needed:
@@ -508,34 +509,6 @@ def secrets_step(inventory: Inventory, environ: dict[str, str] | None = None) ->
             name, Mark.FAIL, f"{missing} needed secret(s) missing on this machine", tuple(details), tuple(fixes)
         )
     return Step(name, Mark.OK, "every needed secret is present (values never shown)", tuple(details))
-
-
-def _secret_origin(
-    sources: SecretSources, env: str, name: str, file: str | None, file_values: dict[str, str]
-) -> str | None:
-    """Where the first source that has a value is (the lookup order of conformance.secrets)."""
-    value = sources.environ.get(env)
-    if value:
-        register_secret(value)
-        return f"the exported variable {env}"
-    if file and (value := _read_value(Path(file))):
-        register_secret(value)
-        return f"the file {file}"
-    credentials = sources.credentials_dir
-    if credentials is not None and (value := _read_value(credentials / name)):
-        register_secret(value)
-        return f"the systemd credential {credentials / name}"
-    if value := file_values.get(env):
-        register_secret(value)
-        return f"the secrets file {sources.secrets_file}"
-    return None
-
-
-def _read_value(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 # --- the site file ---------------------------------------------------------------------------

@@ -126,14 +126,25 @@ class SecretSources:
     def value(self, record: SecretRecord) -> str | None:
         """The secret's value from the first source that has one; raises SecretsFileRefused
         only when the value would have come from a refused secrets file."""
-        value = self.environ.get(record.env) or None
-        if value is None and record.file:
-            value = _read_value(Path(record.file))
-        if value is None and self.credentials_dir is not None:
-            value = _read_value(self.credentials_dir / record.name)
-        if value is None:
-            value = self.file_values().get(record.env) or None
-        return value
+        found = self.found(record)
+        return found[0] if found is not None else None
+
+    def found(self, record: SecretRecord, file_values: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(value, where it was found) from the first source that has one, in the lookup order.
+
+        ``file_values``: the secrets file's variables when the caller has read them already.
+        """
+        if value := self.environ.get(record.env):
+            return value, f"the exported variable {record.env}"
+        if record.file and (value := _read_value(Path(record.file))):
+            return value, f"the file {record.file}"
+        credentials = self.credentials_dir
+        if credentials is not None and (value := _read_value(credentials / record.name)):
+            return value, f"the systemd credential {credentials / record.name}"
+        values = self.file_values() if file_values is None else file_values
+        if value := values.get(record.env):
+            return value, f"the secrets file {self.secrets_file}"
+        return None
 
     def all_values(self, records: Iterable[SecretRecord]) -> list[str]:
         """Every value these sources hold for the records and in the secrets file, to mask them
