@@ -2,12 +2,14 @@
 
 Round one asks everything that the inventory alone determines: identity, listening
 sockets, processes, units, accounts, declared files at paths the site fixes, package metadata
-of venvs the site names, in-host probes. Round two asks what depends on round one: files
+of venvs the site names, the declared HF caches, in-host probes. Round two asks what depends on round one: files
 under the service user's home (``~`` is that user's home, not the monitor's), repo-relative
 files and venvs when the site gives no repo root or venv and the host's units name them
 (``conformance.facts.discovery``), the ``pyvenv.cfg`` of the venv a unit's program runs
 from, environment files a unit names, and the HF caches the instances' environments point
-at. Both rounds are single remote executions of allow-listed commands.
+at instead of the declared one (a host that needs none of these has no round two). Each
+round is one set of allow-listed commands over the host's one SSH connection; its slow
+scripts run in parallel channels of it (``_run_in_lanes``).
 """
 
 from __future__ import annotations
