@@ -2,8 +2,9 @@
 
 Round one asks everything that the inventory alone determines: identity, listening
 sockets, processes, units, accounts, declared files at paths the site fixes, package metadata
-of venvs the site names, the declared HF caches, in-host probes. Round two asks what depends on round one: files
-under the service user's home (``~`` is that user's home, not the monitor's), repo-relative
+of venvs the site names, the declared HF caches, in-host probes. Round two asks what depends
+on round one: files under the service user's home (``~`` is that user's home, not the
+monitor's), repo-relative
 files and venvs when the site gives no repo root or venv and the host's units name them
 (``conformance.facts.discovery``), the ``pyvenv.cfg`` of the venv a unit's program runs
 from, environment files a unit names, and the HF caches the instances' environments point
@@ -297,10 +298,16 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     known_paths = {fact.path for fact in facts.files.values()} | {path for _, path, _, _ in pending}
     for unit in facts.units.values():
         for env_path, _optional in unit.environment_files:
-            if env_path not in known_paths:
-                commands.append(_sudo(host, ["cat", env_path]))
-                pending.append((f"envfile:{env_path}", env_path, None, env_path))
-                known_paths.add(env_path)
+            if env_path in known_paths:
+                continue
+            known_paths.add(env_path)
+            command = _sudo(host, ["cat", env_path])
+            refused = _refused(command)  # the path is the host's word: checked like any other
+            if refused:
+                facts.files[f"envfile:{env_path}"] = FileFact(env_path, env_path, False, None, refused, True)
+                continue
+            commands.append(command)
+            pending.append((f"envfile:{env_path}", env_path, None, env_path))
     # A venv a unit's program runs from counts only with its pyvenv.cfg (PEP 405); the
     # package metadata of a pinned service's venv is asked in the same batch.
     venvs: list[str] = []

@@ -92,3 +92,16 @@ def run_suites(lab_env, tmp_path) -> Iterator:
         )
 
     yield run
+
+
+def generate_report(results: Path, output: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``conformance report`` on a run's Allure results, as an owner types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "report", "--results", str(results), "--output", str(output)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

@@ -9,11 +9,10 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from selftest.conftest import PROJECT_ROOT
+from selftest.e2e.conftest import generate_report
 
 pytestmark = pytest.mark.lab
 
@@ -63,23 +62,7 @@ def test_failing_contract_is_in_the_html_report_under_its_service_with_owner(run
         drift_reset()
     assert run.exit_code == 1
     output = tmp_path / "allure-report"
-    generated = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conformance.cli",
-            "report",
-            "--results",
-            str(run.reports / "allure-results"),
-            "--output",
-            str(output),
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    generated = generate_report(run.reports / "allure-results", output)
     assert generated.returncode == 0, generated.stdout + generated.stderr
     index = output / "index.html"
     assert str(index) in generated.stdout

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from selftest.conftest import PROJECT_ROOT
+from selftest.e2e.conftest import generate_report
 
 pytestmark = pytest.mark.lab
 
@@ -83,24 +84,7 @@ def test_three_runs_make_a_report_with_a_three_run_history(run_suites, lab_env, 
     for run_number in range(1, 4):
         run = run_suites("tests_health", env=env)
         assert run.exit_code == 0, run.output
-        generated = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "conformance.cli",
-                "report",
-                "--results",
-                str(run.reports / "allure-results"),
-                "--output",
-                str(output),
-            ],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        generated = generate_report(run.reports / "allure-results", output, env)
         assert generated.returncode == 0, generated.stdout + generated.stderr
         trend = json.loads((output / "history" / "history-trend.json").read_text())
         assert len(trend) == run_number

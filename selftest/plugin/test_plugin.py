@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conformance.bulletin.store import read_entries
+from selftest.conftest import unreachable_site
 
 SEED_IDS = [
     "mini/litellm-orch:4000",
@@ -173,14 +174,7 @@ def test_two_runs_at_once_write_each_entry_once(harness_project, tmp_path):
     import subprocess
     import sys
 
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text("")
-    site = tmp_path / "site.yaml"
-    site.write_text(
-        "hosts:\n"
-        f"  - name: mini\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
-        f"  - name: studio\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
-    )
+    site = unreachable_site(tmp_path)
     bulletin = tmp_path / "bulletin.jsonl"
     command = [
         sys.executable,
@@ -247,18 +241,6 @@ def pytest_runtest_setup(item):
 """
 
 
-def _unreachable_lab_site(tmp_path):
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text("")
-    site = tmp_path / "site.yaml"
-    site.write_text(
-        "hosts:\n"
-        f"  - name: mini\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
-        f"  - name: studio\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
-    )
-    return site
-
-
 def test_a_worker_killed_mid_run_loses_no_bulletin_entry(harness_project, tmp_path):
     """Open entries whose checks died with a worker stay open: a crash is not a resolution."""
     import os
@@ -267,7 +249,7 @@ def test_a_worker_killed_mid_run_loses_no_bulletin_entry(harness_project, tmp_pa
 
     with (harness_project.path / "conftest.py").open("a") as handle:
         handle.write(KILL_WORKER_CONFTEST)
-    site, bulletin = _unreachable_lab_site(tmp_path), tmp_path / "bulletin.jsonl"
+    site, bulletin = unreachable_site(tmp_path), tmp_path / "bulletin.jsonl"
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"--site={site}", f"--bulletin={bulletin}"]
 
     def run(*args: str, kill: str | None = None) -> str:
@@ -299,7 +281,7 @@ def test_workers_read_the_controllers_facts_one_connection_per_host(harness_proj
     import subprocess
     import sys
 
-    site, scratch = _unreachable_lab_site(tmp_path), tmp_path / "tmp"
+    site, scratch = unreachable_site(tmp_path), tmp_path / "tmp"
     scratch.mkdir()
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", f"--site={site}", "-m", "hosts or contracts"]
     env = {**os.environ, "TMPDIR": str(scratch)}

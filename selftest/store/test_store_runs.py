@@ -14,21 +14,9 @@ from conformance.bulletin.store import read_entries
 from conformance.store import schema
 from conformance.store.db import make_engine
 from conformance.store.records import bulletin_entries
+from selftest.conftest import unreachable_site
 
 UNREACHABLE_HOSTS = ["gateway/host-identity/mini/-", "gateway/host-identity/studio/-"]
-
-
-def unreachable_site(tmp_path):
-    """Both hosts on loopback port 1: refused at once, so every run finds the same two problems."""
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text("")
-    site = tmp_path / "site.yaml"
-    site.write_text(
-        "hosts:\n"
-        f"  - name: mini\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
-        f"  - name: studio\n    address: 127.0.0.1\n    ssh: {{user: nobody, port: 1, known_hosts: {known_hosts}}}\n"
-    )
-    return site
 
 
 def test_a_database_that_is_down_fails_the_run_and_the_bulletin_is_still_written(harness_project, tmp_path):

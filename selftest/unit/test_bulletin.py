@@ -15,6 +15,7 @@ import pytest
 from conformance.bulletin.store import open_problems, read_entries, update_bulletin
 from conformance.cli import main as cli_main
 from conformance.results import Outcome, Result, Subject
+from selftest.conftest import EXPOSED
 
 
 def subject(
@@ -32,16 +33,6 @@ def result(outcome: Outcome, subj: Subject, blocked_by: str | None = None, summa
 
 
 BOUND = subject("port-bound")
-EXPOSED = Subject(
-    check="optillm-never-exposed",
-    contract="optillm-never-exposed",
-    host="mini",
-    service="optillm-proxy",
-    port=4020,
-    owner="optillm-proxy",
-    layer="gateway",
-    severity="critical",
-)
 HOST = Subject(check="host-identity", host="studio", owner="gateway-agent", layer="gateway", severity="critical")
 
 

@@ -20,19 +20,10 @@ from conformance.bulletin.store import (
     update_bulletin,
 )
 from conformance.cli import main as cli_main
-from conformance.results import Outcome, Result, Subject
+from conformance.results import Outcome, Result
 from conformance.sinks.controller import BulletinSink
+from selftest.conftest import EXPOSED
 
-EXPOSED = Subject(
-    check="optillm-never-exposed",
-    contract="optillm-never-exposed",
-    host="mini",
-    service="optillm-proxy",
-    port=4020,
-    owner="optillm-proxy",
-    layer="gateway",
-    severity="critical",
-)
 FP = EXPOSED.fingerprint
 
 

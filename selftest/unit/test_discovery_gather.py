@@ -264,3 +264,23 @@ def test_a_path_outside_the_allow_list_grammar_is_reported_not_run(bare: Invento
     assert router.content is None and "allow-list" in (router.error or "")
     # The rest of round two still ran.
     assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None
+
+
+def test_an_environment_file_outside_the_allow_list_grammar_is_reported_not_run(bare: Inventory) -> None:
+    """A unit's EnvironmentFile= is the host's word too: refused alone, the rest of round two runs."""
+    answers = _mini_answers()
+    recorded = (RECORDED / "lab-mini-systemctl-show-two-units.txt").read_text()
+    odd = "/etc/optillm-proxy/extra,env"
+    answers["systemctl show"] = (
+        0,
+        recorded.replace(
+            "EnvironmentFiles=/etc/optillm-proxy/env (ignore_errors=no)",
+            f"EnvironmentFiles=/etc/optillm-proxy/env (ignore_errors=no)\nEnvironmentFiles={odd} (ignore_errors=no)",
+        ),
+    )
+    connection = Replay(bare.host("mini"), answers)
+    facts = gather(connection, bare)  # type: ignore[arg-type]
+    assert connection.commands_run == 2
+    refused = facts.files[f"envfile:{odd}"]
+    assert refused.content is None and "allow-list" in (refused.error or "")
+    assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None

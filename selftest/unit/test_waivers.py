@@ -16,20 +16,10 @@ from conformance.inventory.loader import load_inventory
 from conformance.inventory.model import Inventory
 from conformance.results import Outcome, Result, Subject
 from conformance.waivers import apply_waiver
-from selftest.conftest import INVENTORY_DIR
+from selftest.conftest import EXPOSED, INVENTORY_DIR
 
 BOUND = Subject(
     check="port-bound", host="mini", service="optillm-proxy", port=4020, owner="optillm-proxy", layer="gateway"
-)
-EXPOSED = Subject(
-    check="optillm-never-exposed",
-    contract="optillm-never-exposed",
-    host="mini",
-    service="optillm-proxy",
-    port=4020,
-    owner="optillm-proxy",
-    layer="gateway",
-    severity="critical",
 )
 TODAY = date(2026, 3, 2)
 
