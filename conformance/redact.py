@@ -92,6 +92,14 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
 
 _lock = threading.Lock()
 _known: dict[str, re.Pattern[str]] = {}
+# Redaction is a pure function of the text and the known values, and a run redacts the same
+# few hundred texts (evidence, rendered results) a couple of thousand times: each Result
+# redacts its fields, then every sink again what it writes. The memo is emptied whenever a
+# value is registered, and a result computed before a registration is never stored (the
+# generation it began under must still be current), so it never hides a newer secret.
+_MEMO_LIMIT = 4096
+_memo: dict[str, str] = {}
+_generation = 0
 
 
 class Secret:
@@ -156,10 +164,13 @@ def register_secret(value: str | None) -> None:
     forms = {value.strip(), value}
     # The same value as json.dumps writes it (quotes, backslashes, tabs, non-ASCII escaped).
     forms |= {json.dumps(form)[1:-1] for form in list(forms)}
+    global _generation
     with _lock:
         for form in forms:
             if form and form not in _known:
                 _known[form] = _split_tolerant(form)
+                _generation += 1
+                _memo.clear()
 
 
 def register_secret_env(names: Iterable[str], environ: Mapping[str, str] | None = None) -> None:
@@ -205,8 +216,22 @@ def redact(text: str) -> str:
     """Return ``text`` with every known secret and credential-shaped token masked."""
     if not text:
         return text
+    remembered = _memo.get(text)
+    if remembered is not None:
+        return remembered
     with _lock:
+        generation = _generation
         known = sorted(_known.items(), key=lambda item: len(item[0]), reverse=True)
+    redacted = _redact_uncached(text, known)
+    with _lock:
+        if generation == _generation:
+            if len(_memo) >= _MEMO_LIMIT:
+                _memo.clear()
+            _memo[text] = redacted
+    return redacted
+
+
+def _redact_uncached(text: str, known: list[tuple[str, re.Pattern[str]]]) -> str:
     # A split value needs a line break in the text (every gap of the tolerant pattern holds a
     # newline): without one, the exact match above is all there is to find.
     can_split = "\n" in text

@@ -7,6 +7,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.errors import ParseError
+from conformance.facts import yaml_text
 from conformance.facts.discovery import located_by
 from conformance.facts.model import FileFact
 from conformance.facts.parsers import parse_env_file
@@ -18,7 +19,7 @@ from conformance.results import Result, access_cause, broken, file_cause, passed
 def _parse(fact: FileFact, path: str, file_format: str) -> None:
     content = fact.content or ""
     if file_format == "yaml":
-        yaml.safe_load(content)
+        yaml_text.safe_load(content)
     elif file_format == "env":
         parse_env_file(content, path)
     elif file_format == "requirements":

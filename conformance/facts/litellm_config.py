@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from conformance.facts import yaml_text
 from conformance.facts.model import FactUnavailable
 from conformance.facts.parsers.errors import describe_yaml_error
 
@@ -366,7 +367,7 @@ def resolve_includes(root: Mapping[str, Any], root_path: str, read: Reader) -> t
                 "LiteLLM would refuse to start (FileNotFoundError)"
             )
         try:
-            included = yaml.safe_load(text)
+            included = yaml_text.safe_load(text)
         except yaml.YAMLError as exc:
             raise FactUnavailable(f"included file is not valid YAML: {describe_yaml_error(location, exc)}") from None
         if not isinstance(included, dict):

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from conformance.facts import yaml_text
 from conformance.facts.parsers.errors import describe_yaml_error
 from conformance.redact import register_structure
 
@@ -199,7 +200,7 @@ def packaged_proxy_config(env: Mapping[str, str]) -> ProxyPluginConfig:
 def parse_proxy_config(text: str, path: str, env: Mapping[str, str]) -> ProxyPluginConfig:
     """load L55-76, _apply_defaults L126-178, _validate_config L181-199: any failure -> no providers."""
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml_text.safe_load(text) or {}
     except yaml.YAMLError as exc:
         # Position and reason only: PyYAML's message quotes the line, which may hold a key.
         return ProxyPluginConfig(path, problem=f"invalid YAML ({describe_yaml_error(path, exc)}): no providers")

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from conformance.facts import yaml_text
 from conformance.facts.addresses import HostIdentity
 from conformance.facts.environment import optillm_settings
 from conformance.facts.litellm_config import Deployment, LiteLLMConfig, Reader, resolve_includes, tabulate
@@ -361,7 +362,7 @@ def graph_from_router_text(
     that was not gathered makes the graph unavailable with that cause.
     """
     try:
-        router = yaml.safe_load(text)
+        router = yaml_text.safe_load(text)
     except yaml.YAMLError as exc:
         raise FactUnavailable(f"not valid YAML: {describe_yaml_error(path, exc)}") from None
     if not isinstance(router, dict):
