@@ -164,13 +164,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     activate(registry)
     config.stash[REGISTRY_KEY] = registry
-    run_id = workerinput["conformance_run_id"] if workerinput else new_run_id()
-    config.stash[RUN_ID_KEY] = run_id
-    audit = AuditLog(reports_dir(config) / "audit.jsonl", run_id)
-    options = RunOptions(
-        model_health=bool(config.getoption("--model-health")), probe_routes=bool(config.getoption("--probe-routes"))
-    )
-    config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
+    _runtime(config)
+    run_id = config.stash[RUN_ID_KEY]
     sinks = run_sinks(config, inventory, reports_dir(config), run_id)
     config.stash[SINKS_KEY] = sinks
     # The bulletin's current acknowledgements, read once per process on first use: an
@@ -178,11 +173,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ACKNOWLEDGED_KEY] = Acknowledgements(bulletin_path(config, reports_dir(config)))
     if workerinput is None:
         config.pluginmanager.register(Controller(sinks), "conformance-controller")
-        _start_gathering(config)
+        if PREFETCH_KEY not in config.stash:
+            _start_gathering(config)
     elif workerinput.get("conformance_snapshot"):
         config.stash[RUNTIME_KEY].read_snapshot(Snapshot(Path(workerinput["conformance_snapshot"])))
     if _runs_suites(config):
         _freeze_heap()  # the modules, the inventory and the registry; again after collection
+
+
+def _runtime(config: pytest.Config) -> Runtime:
+    """The run's runtime, made once per process: by configure, or earlier by the command-line
+    wrapper when a single-process run can start gathering there (``_start_gathering_early``)."""
+    if RUNTIME_KEY not in config.stash:
+        inventory, _ = _loaded(config)
+        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+        run_id = workerinput["conformance_run_id"] if workerinput else new_run_id()
+        config.stash[RUN_ID_KEY] = run_id
+        audit = AuditLog(reports_dir(config) / "audit.jsonl", run_id)
+        options = RunOptions(
+            model_health=bool(config.getoption("--model-health")), probe_routes=bool(config.getoption("--probe-routes"))
+        )
+        config.stash[RUNTIME_KEY] = Runtime(inventory, audit, options)
+    return config.stash[RUNTIME_KEY]
 
 
 def _loaded(config: pytest.Config) -> tuple[Inventory, Registry]:
@@ -199,6 +211,7 @@ def _loaded(config: pytest.Config) -> tuple[Inventory, Registry]:
 def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.ExitCode, int | pytest.ExitCode]:
     # A wrapper runs before xdist's own pytest_cmdline_main turns -n into workers.
     _choose_workers(config)
+    _start_gathering_early(config)
     return (yield)
 
 
@@ -223,6 +236,29 @@ def _choose_workers(config: pytest.Config) -> None:
     workers = choose(asked, checks, usable_cpus())
     config.option.numprocesses = workers
     config.stash[WORKER_CHOICE_KEY] = WorkerChoice(str(asked), workers, checks)
+
+
+def _start_gathering_early(config: pytest.Config) -> None:
+    """A single-process run of the suites starts gathering here, before pytest configures
+    the other plugins and collects: the hosts' answers then overlap with that work.
+
+    Everything the plan needs is known at this point (the options are parsed, the inventory
+    and the registry are loaded for the worker choice). Runs with workers start at configure
+    instead, where the snapshot for the workers is made; a broken inventory is left for
+    configure to report (exit 4).
+    """
+    if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
+        return
+    if getattr(config.option, "tx", None) or not _runs_suites(config):
+        return
+    if prefetch.checks_nothing(config) or not prefetch.selection_known_at_configure(config):
+        return
+    try:
+        _, registry = _loaded(config)
+    except (InventoryError, RegistryError):
+        return
+    config.stash[REGISTRY_KEY] = registry
+    _start_gathering(config)
 
 
 def _freeze_heap() -> None:
@@ -252,16 +288,19 @@ def _start_gathering(config: pytest.Config) -> None:
     """
     if not _runs_suites(config) or prefetch.checks_nothing(config):
         return
-    preload_store()
     if _distributed(config):
         config.stash[SNAPSHOT_KEY] = Snapshot.create()
     if prefetch.selection_known_at_configure(config):
-        runtime = config.stash[RUNTIME_KEY]
+        runtime = _runtime(config)
         _prefetch(config, *prefetch.plan_at_configure(config, config.stash[REGISTRY_KEY], runtime))
 
 
 def _prefetch(config: pytest.Config, hosts: list[str], requests: list[LanRequest]) -> None:
     config.stash[PREFETCH_KEY] = True
+    if hosts:
+        # Only a run that checks hosts records results; a run of tests that name no host
+        # (the harness's own fixtures, the benchmark's trivial suite) never needs the store.
+        preload_store()
     config.stash[RUNTIME_KEY].start_prefetch(hosts, requests, publish=config.stash.get(SNAPSHOT_KEY, None))
 
 

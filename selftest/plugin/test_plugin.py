@@ -310,3 +310,64 @@ def test_workers_read_the_controllers_facts_one_connection_per_host(harness_proj
         [*command, "-n", "4"], cwd=harness_project.path, env=env, capture_output=True, text=True, timeout=120
     )
     assert "-n 4: the " in four.stdout and " workers [" not in four.stdout, four.stdout
+
+
+_WHEN_GATHERING_STARTED = """
+import os
+
+import pytest
+
+from conformance.plugin import PREFETCH_KEY
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    # After every wrapper's first half (the plugin's), before pytest configures the plugins.
+    with open(os.environ["GATHERING_REPORT"], "a") as handle:
+        handle.write(f"before-configure={PREFETCH_KEY in config.stash}\\n")
+
+
+def pytest_unconfigure(config):
+    import sys
+
+    with open(os.environ["GATHERING_REPORT"], "a") as handle:
+        handle.write(f"store-imported={'conformance.store.session' in sys.modules}\\n")
+"""
+
+
+def _gathering_report(harness_project, monkeypatch, tmp_path, *args: str) -> list[str]:
+    report = tmp_path / "gathering.txt"
+    monkeypatch.setenv("GATHERING_REPORT", str(report))
+    harness_project.makepyfile(when_gathering_started=_WHEN_GATHERING_STARTED)
+    harness_project.runpytest_subprocess(
+        "-p",
+        "when_gathering_started",
+        f"--site={unreachable_site(tmp_path)}",
+        "--rootdir",
+        str(harness_project.path),
+        *args,
+    )
+    return report.read_text().splitlines()
+
+
+def test_a_single_process_run_starts_gathering_before_pytest_configures(harness_project, monkeypatch, tmp_path):
+    # The plan is known once the options are parsed: the hosts' answers then overlap with
+    # configuring the other plugins and collecting.
+    lines = _gathering_report(harness_project, monkeypatch, tmp_path, "-n", "0", "--conformance-host", "mini")
+    assert lines[0] == "before-configure=True"
+    audit = (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()
+    assert sum('"kind": "connect"' in line for line in audit) == 1
+
+
+def test_a_run_narrowed_by_keyword_plans_from_what_was_collected(harness_project, monkeypatch, tmp_path):
+    lines = _gathering_report(harness_project, monkeypatch, tmp_path, "-n", "0", "-k", "host_identity and mini")
+    assert lines[0] == "before-configure=False"
+    audit = (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()
+    assert [line for line in audit if '"kind": "connect"' in line and '"host": "mini"' in line]
+    assert not [line for line in audit if '"host": "studio"' in line], "only the collected tests' host"
+
+
+def test_tests_that_name_no_host_never_load_the_store(harness_project, monkeypatch, tmp_path):
+    harness_project.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    lines = _gathering_report(harness_project, monkeypatch, tmp_path, "-n", "0", "test_plain.py")
+    assert lines == ["before-configure=False", "store-imported=False"]
