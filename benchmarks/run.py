@@ -14,8 +14,10 @@ then again), so a slow spell of the machine hits every figure alike:
   ``-n 0``.
 
 It then prints the ratios the README quotes, SSH connections and remote executions per
-host per run (from the audit log; for -n auto and -n 4), and the peak memory (maximum
-resident set) of a harness run.
+host per run (from the audit log; for -n auto and -n 4), the CPU time of a harness run in
+its process and on the whole machine (the lab hosts share its cores), an OpenSSH login to
+each lab host timed without the harness (the hosts' own share of connecting), and the peak
+memory (maximum resident set) of a harness run.
 
 The commands run as a user's repeated runs do: with Python's bytecode cache (a machine that
 sets ``PYTHONDONTWRITEBYTECODE`` would otherwise recompile every module of every command on
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,8 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.naive_baseline import naive_checks  # noqa: E402
+from benchmarks.scale import machine_busy_seconds  # noqa: E402
 from conformance.inventory.loader import load_inventory  # noqa: E402
+from conformance.inventory.model import Inventory  # noqa: E402
 from lab import lab_up, secrets_env  # noqa: E402
+from lab.config import state_dir  # noqa: E402
 
 LAB_INVENTORY = ROOT / "inventory" / "lab.yaml"
 TRIVIAL_SUITE = ROOT / "benchmarks" / "trivial_suite"
@@ -56,6 +62,8 @@ NAIVE_SUITE = ROOT / "benchmarks" / "naive_suite"
 class Figure:
     label: str
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # the command's processes
+    machine_cpu: list[float] = field(default_factory=list)  # every core of the machine, lab hosts included
     peak_kib: int = 0
     codes: set[int] = field(default_factory=set)
     audits: list[Path] = field(default_factory=list)
@@ -65,14 +73,58 @@ class Figure:
         return statistics.median(self.seconds)
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-    """Wall time, exit code and maximum resident set (KiB) of one command and its children."""
-    started = time.monotonic()
+@dataclass
+class Timing:
+    seconds: float
+    code: int
+    peak_kib: int  # maximum resident set of the command or one of its children
+    cpu: float
+    machine_cpu: float
+
+
+def timed(command: list[str], env: dict[str, str]) -> Timing:
+    """Wall time, exit code, peak memory and CPU time of one command, and the machine's CPU meanwhile."""
+    started, busy = time.monotonic(), machine_busy_seconds()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, process.returncode, usage.ru_maxrss
+    machine = machine_busy_seconds() - busy
+    code = os.waitstatus_to_exitcode(status)
+    return Timing(seconds, code, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, machine)
+
+
+def openssh_logins(inventory: Inventory, runs: int) -> dict[str, float]:
+    """Median wall time of an OpenSSH login running ``true`` on each lab host: the hosts' own
+    share of every gathering (sshd's key exchange, authentication and session), measured
+    without the harness. Empty when this machine has no OpenSSH client."""
+    client = shutil.which("ssh")
+    if client is None:
+        return {}
+    lab = state_dir()
+    medians = {}
+    for host in inventory.hosts:
+        command = [
+            client,
+            "-i",
+            str(lab / "monitor_ed25519"),
+            "-o",
+            f"UserKnownHostsFile={lab / 'known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            f"{host.ssh.user}@{host.address}",
+            "true",
+        ]
+        times = []
+        for _ in range(runs):
+            started = time.monotonic()
+            subprocess.run(command, capture_output=True, timeout=30, check=True)
+            times.append(time.monotonic() - started)
+        medians[host.name] = statistics.median(times)
+    return medians
 
 
 def harness_command(workers: str, reports: Path, *paths: str) -> list[str]:
@@ -170,12 +222,14 @@ def main() -> int:
                     command = harness_command(workers, reports, *forced, str(TRIVIAL_SUITE))
                 else:
                     command = harness_command(key, reports)
-                seconds, code, peak = timed(command, env)
+                timing = timed(command, env)
                 if index < 0:
                     continue
-                figure.seconds.append(seconds)
-                figure.codes.add(code)
-                figure.peak_kib = max(figure.peak_kib, peak)
+                figure.seconds.append(timing.seconds)
+                figure.cpu.append(timing.cpu)
+                figure.machine_cpu.append(timing.machine_cpu)
+                figure.codes.add(timing.code)
+                figure.peak_kib = max(figure.peak_kib, timing.peak_kib)
                 figure.audits.append(_last_run_audit(reports / "audit.jsonl"))
         baselines = [figure for key, figure in figures.items() if key.startswith(("naive-", "trivial-"))]
         failed = [figure.label for figure in baselines if figure.codes != {0}]
@@ -202,6 +256,19 @@ def main() -> int:
                 for host in sorted(set(connects) | set(execs))
             )
             print(f"-n {key}, one run: {per_host}; from {processes} process(es)")
+        harness, trivial = figures["auto"], figures["trivial-0"]
+        print(
+            f"CPU per run (median): the harness -n auto {statistics.median(harness.cpu):.2f} s in its process, "
+            f"{statistics.median(harness.machine_cpu):.2f} s on the whole machine ({os.cpu_count()} CPUs, the lab "
+            f"hosts included); trivial -n 0 {statistics.median(trivial.cpu):.2f} s in its process"
+        )
+        logins = openssh_logins(inventory, args.runs)
+        if logins:
+            print(
+                "reference, without the harness: an OpenSSH login running `true` takes "
+                + ", ".join(f"{host} {seconds * 1000:.0f} ms" for host, seconds in logins.items())
+                + " (median): the lab hosts' share of connecting, before any command"
+            )
         print(
             f"peak memory (maximum resident set of one run): -n auto {figures['auto'].peak_kib / 1024:.0f} MiB, "
             f"-n 4 {figures['4'].peak_kib / 1024:.0f} MiB (largest single process)"

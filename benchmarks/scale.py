@@ -148,10 +148,20 @@ def check_inventory(path: Path) -> None:
     print(done.stdout.strip())
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every core of this machine has spent busy since boot (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class SuiteRun:
     seconds: float
     cpu_seconds: float
+    # What the whole machine spent during the run: the run's processes, the lab hosts
+    # (sshd, the commands, the services answering probes) and anything else running.
+    machine_cpu_seconds: float
     code: int
     tests: int
     failed: int
@@ -183,7 +193,7 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
         "--bulletin",
         str(reports / "bulletin.jsonl"),
     ]
-    started = time.monotonic()
+    started, busy = time.monotonic(), machine_busy_seconds()
     with tempfile.TemporaryFile("w+") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
         try:
@@ -192,6 +202,7 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
             process.kill()
             raise
         seconds = time.monotonic() - started
+        machine_cpu = machine_busy_seconds() - busy
         process.returncode = os.waitstatus_to_exitcode(status)
         output.seek(0)
         text = output.read()
@@ -214,6 +225,7 @@ def suite_run(inventory: Path, reports: Path, env: dict[str, str]) -> SuiteRun:
     return SuiteRun(
         seconds,
         usage.ru_utime + usage.ru_stime,
+        machine_cpu,
         process.returncode,
         int(suite.get("tests", 0)),
         int(failed.group(1)) if failed else 0,
@@ -281,6 +293,19 @@ def print_projection(results: dict[int, list[SuiteRun]], hosts: int = 200) -> No
     )
     limit = "the CPU of that one process" if serial_cpu > io_seconds else "the hosts' answers"
     print(f"the first limit reached: {limit}")
+    # On the lab, the hosts run on this machine's cores too: whatever the harness does, a run
+    # cannot take less than all the CPU the machine spends on it spread over every core.
+    machine = {total: statistics.median(r.machine_cpu_seconds for r in results[total]) for total in (small, large)}
+    floor = machine[large] / cpus
+    print(
+        f"the whole machine's CPU per run: {machine[small]:.2f} s at {small} hosts, {machine[large]:.2f} s at "
+        f"{large} hosts ({(machine[large] - machine[small] - (cpu[large] - cpu[small])) / extra * 1000:.0f} ms "
+        f"per extra host outside the run's processes: the lab host's sshd, commands and services)"
+    )
+    print(
+        f"so on this machine {large} hosts cannot take less than {floor:.2f} s ({machine[large]:.2f} s of CPU "
+        f"over {cpus} CPUs), against {wall[small] * 1.3:.2f} s for 1.3x the {small}-host time"
+    )
 
 
 def main() -> int:
@@ -318,7 +343,7 @@ def main() -> int:
                     results.setdefault(total, []).append(run)
                     print(
                         f"  run {index + 1}/{args.runs}, {total:>2} hosts: {run.seconds:6.2f} s "
-                        f"({run.cpu_seconds:.2f} s CPU), exit {run.code}, "
+                        f"({run.cpu_seconds:.2f} s CPU, machine {run.machine_cpu_seconds:.2f} s), exit {run.code}, "
                         f"{run.tests} tests, {run.failed} failed, {run.errors} errors, {run.workers} connecting"
                         + (f"; main lab drifts applied meanwhile: {', '.join(sorted(drifts))}" if drifts else "")
                     )
