@@ -98,6 +98,9 @@ _known: dict[str, re.Pattern[str]] = {}
 # value is registered, and a result computed before a registration is never stored (the
 # generation it began under must still be current), so it never hides a newer secret.
 _MEMO_LIMIT = 4096
+# Texts longer than this (whole config files) are redacted each time instead: the memo keeps
+# its keys, so this bounds its memory to about _MEMO_LIMIT x _MEMO_TEXT_LIMIT characters.
+_MEMO_TEXT_LIMIT = 16384
 _memo: dict[str, str] = {}
 _generation = 0
 
@@ -224,7 +227,7 @@ def redact(text: str) -> str:
         known = sorted(_known.items(), key=lambda item: len(item[0]), reverse=True)
     redacted = _redact_uncached(text, known)
     with _lock:
-        if generation == _generation:
+        if generation == _generation and len(text) <= _MEMO_TEXT_LIMIT:
             if len(_memo) >= _MEMO_LIMIT:
                 _memo.clear()
             _memo[text] = redacted

@@ -50,3 +50,10 @@ def test_a_redaction_overtaken_by_a_registration_is_not_remembered(monkeypatch):
     redact.redact(text)
     monkeypatch.setattr(redact, "_redact_uncached", real)
     assert "overtaken-value-5f3a9b" not in redact.redact(text)
+
+
+def test_a_long_text_is_masked_every_time_without_being_remembered():
+    text = "x" * (redact._MEMO_TEXT_LIMIT + 1) + " long-text-value-4b7d21"
+    redact.register_secret("long-text-value-4b7d21")
+    assert "long-text-value-4b7d21" not in redact.redact(text)
+    assert text not in redact._memo
