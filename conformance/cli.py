@@ -10,6 +10,8 @@ conformance db upgrade|status|import-bulletin     the system database
 conformance report                                HTML report from the Allure results
 conformance doctor [--site FILE] [--inventory FILE] [--host NAME]
                                                   can the harness reach and read each host? what to fix
+conformance monitor [--inventory PATH] [--site FILE] [--db URL]
+                                                  the System monitor: status page, /metrics, JSON API
 conformance lab ...                               the local test hosts (root, Linux)
 """
 
@@ -308,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_lab_parser(sub)
     store_cli.add_db_parser(sub)
+    from conformance.monitor.cli import add_monitor_parser
+
+    add_monitor_parser(sub)
     return parser
 
 
@@ -331,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_lab_command(args)
     if args.command == "db":
         return store_cli.run_db_command(args)
+    if args.command == "monitor":
+        from conformance.monitor.cli import run_monitor_command
+
+        return run_monitor_command(args, PROJECT_ROOT)
     return EXIT_USAGE
 
 

@@ -111,6 +111,9 @@ HARNESS_VENV = f"{HARNESS_DIR}/venv"
 HARNESS_ETC = "/etc/gateway-conformance"
 HARNESS_REPORTS = "/var/lib/gateway-conformance/reports"
 HARNESS_UNIT = "gateway-conformance"
+# The System monitor (deploy/gateway-conformance-monitor.service), on the Mini's loopback.
+MONITOR_UNIT = "gateway-conformance-monitor"
+MONITOR_PORT = 4090
 
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
 OPTILLM_SPEC = "optillm==0.3.20"
@@ -135,8 +138,13 @@ HOSTS: dict[str, HostSpec] = {
         name=MINI,
         machine="gc-mini",
         addr=MINI_ADDR,
-        units=("ssh", LITELLM_UNIT, OPTILLM_PROXY_UNIT),
-        ports=(("0.0.0.0", 22), ("0.0.0.0", LITELLM_PORT), ("127.0.0.1", OPTILLM_PROXY_PORT)),
+        units=("ssh", LITELLM_UNIT, OPTILLM_PROXY_UNIT, MONITOR_UNIT),
+        ports=(
+            ("0.0.0.0", 22),
+            ("0.0.0.0", LITELLM_PORT),
+            ("127.0.0.1", OPTILLM_PROXY_PORT),
+            ("127.0.0.1", MONITOR_PORT),
+        ),
     ),
     STUDIO: HostSpec(
         name=STUDIO,

@@ -7,6 +7,7 @@ golden rootfs (content, mode and owner), so `reset` lands exactly on the conform
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -577,6 +578,79 @@ def _monitor_sudo_revoked() -> tuple[Callable[[], Data], Callable[[Data], None]]
     return apply, revert
 
 
+MONITOR_DROPIN = f"/etc/systemd/system/{c.MONITOR_UNIT}.service.d/drift.conf"
+MONITOR_EXPOSED_SITE = f"{c.HARNESS_ETC}/site-exposed.yaml"
+MONITOR_DB = f"{c.HARNESS_REPORTS}/conformance.db"
+
+
+def monitor_healthz() -> tuple[int, str]:
+    """The System monitor's /healthz, asked from inside the Mini (it serves loopback only)."""
+    res = exec_in(
+        c.MINI,
+        ["curl", "-s", "-m", "5", "-o", "-", "-w", "\\n%{http_code}", f"http://127.0.0.1:{c.MONITOR_PORT}/healthz"],
+        timeout=15,
+    )
+    body, _, code = res.stdout.rpartition("\n")
+    return (int(code) if code.strip().isdigit() else 0), body
+
+
+def monitor_ready() -> bool:
+    return monitor_healthz()[0] == 200
+
+
+def _monitor_exposed() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The monitor's own site file declares its port on 0.0.0.0 and its unit passes
+    --allow-non-loopback: both keys of the monitor's bind rule turned, so it listens on the LAN."""
+    from .files import HARNESS_SITE
+
+    def apply() -> Data:
+        site = live(c.MINI, MONITOR_EXPOSED_SITE)
+        site.write_text(
+            HARNESS_SITE + f"ports:\n  - host: mini\n    port: {c.MONITOR_PORT}\n    bind: 0.0.0.0\n    exposure: lan\n"
+        )
+        site.chmod(0o644)
+        dropin = live(c.MINI, MONITOR_DROPIN)
+        dropin.parent.mkdir(mode=0o755, exist_ok=True)
+        dropin.write_text(
+            "[Service]\nExecStart=\n"
+            f"ExecStart={c.HARNESS_VENV}/bin/python -m conformance monitor --site {MONITOR_EXPOSED_SITE} "
+            "--allow-non-loopback\n"
+        )
+        inside(c.MINI, "systemctl", "daemon-reload")
+        inside(c.MINI, "systemctl", "restart", c.MONITOR_UNIT, timeout=90)
+        wait_for(lambda: listening(c.MINI, "0.0.0.0", c.MONITOR_PORT), "the monitor on 0.0.0.0", c.MINI, c.MONITOR_UNIT)
+        return {}
+
+    def revert(_: Data) -> None:
+        live(c.MINI, MONITOR_DROPIN).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            live(c.MINI, MONITOR_DROPIN).parent.rmdir()
+        live(c.MINI, MONITOR_EXPOSED_SITE).unlink(missing_ok=True)
+        inside(c.MINI, "systemctl", "daemon-reload")
+        restart_and_wait(c.MINI, c.MONITOR_UNIT, monitor_ready, "the monitor back on 127.0.0.1")
+
+    return apply, revert
+
+
+def _monitor_db_unreadable() -> tuple[Callable[[], Data], Callable[[Data], None]]:
+    """The system database the monitor reads loses its read permission (mode 000): the monitor
+    keeps serving its last state, marked stale, and its /healthz says why."""
+
+    def apply() -> Data:
+        db = live(c.MINI, MONITOR_DB)
+        wait_for(db.exists, "the monitor's database to exist", c.MINI, c.MONITOR_UNIT)
+        mode = db.stat().st_mode & 0o7777
+        db.chmod(0)
+        wait_for(lambda: monitor_healthz()[0] == 503, "the monitor to say its database is unreadable", c.MINI)
+        return {"mode": mode}
+
+    def revert(data: Data) -> None:
+        live(c.MINI, MONITOR_DB).chmod(int(data.get("mode", 0o644)))
+        wait_for(monitor_ready, "the monitor to read its database again", c.MINI, c.MONITOR_UNIT)
+
+    return apply, revert
+
+
 CANARY_DIR = "/srv/gc-canary"
 CANARY_LISTENER = "gc-drift-canary-body"
 PROXY_UNIT_FILE = f"/etc/systemd/system/{c.OPTILLM_PROXY_UNIT}.service"
@@ -816,6 +890,25 @@ EXPECTED: dict[str, Expected] = {
         # says so with sudo's own refusal, and they share that one cause (the monitor's access
         # on the Mini): one incident, one entry.
     ),
+    "monitor-exposed": Expected(
+        "test_local_only[mini/system-monitor:4090]",
+        "violated",
+        ("system-monitor is EXPOSED beyond localhost", "bound beyond loopback: 0.0.0.0:4090", "answers from the LAN"),
+        # one incident with port-bound (the same listener); local-only is the most severe
+        "gateway-agent",
+    ),
+    "monitor-stopped": Expected(
+        "test_unit_active[mini/system-monitor]",
+        "violated",
+        ("gateway-conformance-monitor.service is not running",),
+        "gateway-agent",
+    ),
+    "monitor-db-unreadable": Expected(
+        "test_health_endpoint[mini/system-monitor:4090/healthz]",
+        "violated",
+        ("/healthz on port 4090 is unhealthy", "status 503", "the system database cannot be read"),
+        "gateway-agent",
+    ),
     "secret-canaries": Expected(
         "test_port_served_by_unit[mini/optillm-proxy:4020]",
         "violated",
@@ -986,6 +1079,24 @@ def _registry() -> dict[str, Drift]:
             c.MINI,
             "the monitor's sudo rules on the Mini are removed (/etc/sudoers.d/monitor)",
             _monitor_sudo_revoked(),
+        ),
+        (
+            "monitor-exposed",
+            c.MINI,
+            "the System monitor's site declares 0.0.0.0:4090 and its unit passes --allow-non-loopback",
+            _monitor_exposed(),
+        ),
+        (
+            "monitor-stopped",
+            c.MINI,
+            "the System monitor stopped",
+            _stop_drift(c.MINI, c.MONITOR_UNIT, c.MONITOR_PORT, monitor_ready),
+        ),
+        (
+            "monitor-db-unreadable",
+            c.MINI,
+            "the system database the monitor reads is mode 000 (unreadable)",
+            _monitor_db_unreadable(),
         ),
         (
             "secret-canaries",

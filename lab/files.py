@@ -425,6 +425,7 @@ def harness_files(s: LabSecrets, monitor_key: str) -> list[FileSpec]:
         FileSpec(f"/etc/systemd/system/{c.HARNESS_UNIT}.service", deploy_file(f"{c.HARNESS_UNIT}.service"), 0o644),
         FileSpec(f"/etc/systemd/system/{c.HARNESS_UNIT}.timer", deploy_file(f"{c.HARNESS_UNIT}.timer"), 0o644),
         FileSpec(f"/etc/systemd/system/{c.HARNESS_UNIT}.timer.d/lab.conf", TIMER_LAB_DROPIN, 0o644),
+        FileSpec(f"/etc/systemd/system/{c.MONITOR_UNIT}.service", deploy_file(f"{c.MONITOR_UNIT}.service"), 0o644),
         FileSpec(f"{c.HARNESS_ETC}/env", harness_env(s), 0o600, c.MONITOR_USER),
         FileSpec(f"{c.HARNESS_ETC}/site.yaml", HARNESS_SITE, 0o644),
         FileSpec(f"{c.HARNESS_ETC}/monitor_ed25519", monitor_key, 0o600, c.MONITOR_USER),

@@ -25,6 +25,9 @@ STATE: Final = "state"  # a check turned failing or passing (key FAILING)
 RUN: Final = "run"  # a run ended (fingerprint RUN_FINGERPRINT)
 BOOKKEEPING: Final = frozenset({STATE, RUN})
 RUN_FINGERPRINT: Final = "*"
+# On a ``run`` event: the fingerprints that run checked, when it checked only those (the
+# system monitor's health polls). Absent: the run speaks for every check (a suites run).
+RUN_SCOPE: Final = "scope"
 FAILING: Final = "failing"
 
 # Keys of an entry besides the subject's (layer, host, service, contract, severity, owner).

@@ -81,7 +81,15 @@ def fold_history(entries: Iterable[dict[str, Any]], window: int) -> dict[str, Ch
             history = histories.setdefault(entry["fingerprint"], CheckHistory(states=deque(maxlen=window)))
             history.failing = bool(entry.get(events.FAILING))
         elif event == events.RUN:
-            for history in histories.values():
+            # A scoped run (the monitor's poll of its health checks) is a state of those
+            # checks only: thirty-second polls must not age the suites' contracts' windows.
+            scope = entry.get(events.RUN_SCOPE)
+            touched = (
+                histories.values()
+                if scope is None
+                else [histories[fingerprint] for fingerprint in scope if fingerprint in histories]
+            )
+            for history in touched:
                 history.states.append(history.failing)
                 history.streak = history.streak + 1 if history.failing else 0
     return histories

@@ -17,7 +17,7 @@ import errno
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -281,6 +281,7 @@ def plan_update(
     *,
     now: datetime | None = None,
     policy: FlapPolicy | None = None,
+    scope: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], BulletinUpdate]:
     """The entries this run appends, given every entry before it, bookkeeping included (no I/O).
 
@@ -325,7 +326,10 @@ def plan_update(
             entry = _bookkeeping(events.STATE, fingerprint, run_id, now, layer)
             entry[events.FAILING] = failing
             new_entries.append(entry)
-    new_entries.append(_bookkeeping(events.RUN, events.RUN_FINGERPRINT, run_id, now, layer))
+    run_entry = _bookkeeping(events.RUN, events.RUN_FINGERPRINT, run_id, now, layer)
+    if scope is not None:  # ``scope``: this run checked only these fingerprints (a monitor poll)
+        run_entry[events.RUN_SCOPE] = sorted(scope)
+    new_entries.append(run_entry)
     history = fold_history([*entries, *new_entries], policy.window)
 
     # Violations sharing a cause are one incident, kept under its lead's fingerprint.

@@ -151,8 +151,9 @@ STATEMENTS: tuple[Statement, ...] = (
     ),
     Statement("System monitor / Notes", "Read-only monitor", (_READ_ONLY,)),
     Statement("System monitor / Notes", "escalates via DB bulletin", (TableAnchor("bulletin"),)),
-    # A planned service has no port record yet, so its exposure has no field to compare.
-    Statement("System monitor / Exposure", "Local only", (ServiceAnchor("system-monitor", "state", "planned"),)),
+    # The row's exposure is compared with the port record; the contract that proves it is this one.
+    Statement("System monitor / Exposure", "Local only", (ContractAnchor("local-only"),)),
+    Statement("OptiLLM proxy / Exposure", "Local only", (ContractAnchor("optillm-never-exposed"),)),
     # Escalation model
     Statement("Escalation model", "Monitor is read-only", (_READ_ONLY,)),
     Statement(
@@ -473,7 +474,9 @@ class _Diff:
         written: list[tuple[str, str, int]] = []
         for row in self.document.services:
             written.extend((f"{row.title} / Notes", note, row.line) for note in row.notes)
-            if row.ports is None:
+            # A planned row's exposure has no port record to compare with; a "Local only" row's
+            # is also a promise, proved by a contract of its own: both are statements to map.
+            if row.ports is None or row.exposure_kind == "local":
                 written.append((f"{row.title} / Exposure", row.exposure, row.line))
         written.extend(("Contracts", s.text, s.line) for s in self.document.contracts)
         written.extend(("Escalation model", s.text, s.line) for s in self.document.escalation)

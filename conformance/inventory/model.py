@@ -178,6 +178,10 @@ class Service(Record):
     )
     upstream_service: Name | None = Field(default=None, description="The only service this one may forward to.")
     forwards_only: bool = Field(default=False, description="Gateway tier: must never run inference itself.")
+    poll_interval: Seconds | None = Field(
+        default=None,
+        description="The system monitor (kind monitor): seconds between its own health polls (default 30).",
+    )
     notes: tuple[str, ...] = ()
 
     @property

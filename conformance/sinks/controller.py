@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class BulletinSink(BaseSink):
         self.run_id = run_id
         self.inventory = inventory
         self.config = config
+        self.started_at = datetime.now(UTC)
         self.results: list[Result] = []
         self.update: BulletinUpdate | None = None
         self.database: str | None = None
@@ -105,7 +107,7 @@ class BulletinSink(BaseSink):
         from conformance.store.records import RunInfo
         from conformance.store.session import record_session, runner_name
 
-        run = RunInfo(self.run_id, runner_name(), harness_version(), complete)
+        run = RunInfo(self.run_id, runner_name(), harness_version(), complete, self.started_at)
         try:
             stored = record_session(self.config.getoption("--db"), self.path, self.inventory, self.results, run)
         except (OSError, ValueError, TimeoutError) as exc:

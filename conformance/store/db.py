@@ -34,7 +34,7 @@ DB_SECRET_NAME = "system-db"  # noqa: S105 (the name of an inventory secret, not
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The newest migration's revision. Every run compares the database with it before loading
 # Alembic at all; a test keeps it equal to the head of MIGRATIONS.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 CONNECT_TIMEOUT_SECONDS = 10
 # SQLite waits this long for another writer's transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000

@@ -38,6 +38,11 @@ from conformance.results import Outcome, Result
 from conformance.store import schema
 from conformance.store.db import lock_bulletin
 
+# The health contract's registry id (``contracts/health_endpoint.py``): the subjects whose
+# outcome is a health check's last status. Spelled here, not imported: the store must not
+# load the contract registry.
+HEALTH_CHECK_ID = "health-endpoint"
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -45,6 +50,7 @@ class RunInfo:
     runner: str
     harness_version: str
     complete: bool
+    started_at: datetime | None = None
 
 
 def entry_to_row(entry: dict[str, Any], layer: str) -> dict[str, Any]:
@@ -215,6 +221,7 @@ def record_results(connection: Connection, inventory: Inventory, results: Sequen
             inventory=inventory.source_path,
             harness_version=run.harness_version[:32],
             finished_at=_now(),
+            started_at=run.started_at,
             complete=run.complete,
             passed=counts[Outcome.PASSED],
             violated=counts[Outcome.VIOLATED],
@@ -261,7 +268,7 @@ def update_health_checks(connection: Connection, inventory: Inventory, results: 
     now = _now()
     for result in results:
         subject = result.subject
-        if subject is None or subject.check != "health" or not subject.item or result.outcome is Outcome.SKIPPED:
+        if subject is None or subject.check != HEALTH_CHECK_ID or not subject.item or result.outcome is Outcome.SKIPPED:
             continue
         key = (table.c.layer == layer, table.c.id == subject.item)
         previous = connection.execute(select(table.c.last_status, table.c.last_changed).where(*key)).first()
@@ -407,3 +414,82 @@ def import_entries(engine: Engine, entries: Iterable[dict[str, Any]], default_la
         if rows:
             connection.execute(insert(schema.bulletin), rows)
     return len(rows)
+
+
+MONITOR_RUN_PREFIX = "monitor-"
+
+
+def _keep_poll_events(policy: FlapPolicy) -> int:
+    """How many of the monitor's ``run`` events the fold can still need: the flap window, or the
+    longest failure threshold, whichever is larger (older ones change no decision)."""
+    thresholds = [policy.open_after_failures, *policy.per_check.values()]
+    return max(policy.window, *thresholds) + 1
+
+
+def prune_poll_events(connection: Connection, layer: str, keep: int) -> int:
+    """The retention rule of the monitor's bookkeeping: only its newest ``keep`` poll ``run``
+    events stay (escalations and ``state`` events are never pruned). Returns rows deleted."""
+    table = schema.bulletin
+    mine = (table.c.layer == layer, table.c.event == events.RUN, table.c.run.startswith(MONITOR_RUN_PREFIX))
+    cutoff = connection.execute(
+        select(table.c.id).where(*mine).order_by(table.c.id.desc()).offset(keep - 1).limit(1)
+    ).scalar()
+    if cutoff is None:
+        return 0
+    return connection.execute(delete(table).where(*mine, table.c.id < cutoff)).rowcount or 0
+
+
+def record_poll(
+    engine: Engine,
+    inventory: Inventory,
+    results: list[Result],
+    poll_id: str,
+    policy: FlapPolicy,
+    now: datetime | None = None,
+    recovered_hosts: Iterable[str] = (),
+) -> BulletinUpdate:
+    """One health poll of the system monitor, in one transaction under the bulletin lock.
+
+    Each polled check's last status, latency and last change go to ``health_checks``; the
+    bulletin is folded as a run scoped to the polled fingerprints (``plan_update(scope=...)``),
+    so the suites' windows and streaks are untouched. A host whose down entry this monitor
+    opened and whose endpoints answer again (``recovered_hosts``) gets that entry resolved; an
+    entry the suites opened (SSH, identity) is theirs to resolve. No ``runs``/``results`` rows:
+    a poll every 30 s is not a run of the suites, and ``health_checks`` holds its outcome.
+    """
+    from conformance.outcomes import host_root_subject
+    from conformance.results import passed
+
+    layer = inventory.layer.name
+    moment = now or utc_now()
+    with engine.begin() as connection:
+        lock_bulletin(connection)
+        known = connection.execute(
+            select(func.count()).select_from(schema.health_checks).where(schema.health_checks.c.layer == layer)
+        ).scalar_one()
+        if known != len(inventory.health_checks):
+            upsert_inventory(connection, inventory)
+        update_health_checks(connection, inventory, results, poll_id)
+        history = bulletin_entries(connection, layer, bookkeeping=True)
+        problems = open_problems(history)
+        batch = list(results)
+        for host in recovered_hosts:
+            root = host_root_subject(inventory, host)
+            problem = problems.get(root.fingerprint)
+            if problem is not None and str(problem.opened.get("run", "")).startswith(MONITOR_RUN_PREFIX):
+                batch.append(passed(f"{host} answers its health endpoints again").about(root))
+        scope = sorted({result.subject.fingerprint for result in batch if result.subject is not None})
+        new_entries, update = plan_update(
+            history,
+            batch,
+            poll_id,
+            inventory.bulletin.reminder_after_hours,
+            complete_run=False,
+            now=moment,
+            policy=policy,
+            scope=scope,
+        )
+        if new_entries:
+            connection.execute(insert(schema.bulletin), [entry_to_row(entry, layer) for entry in new_entries])
+        prune_poll_events(connection, layer, _keep_poll_events(policy))
+    return update

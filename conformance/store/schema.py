@@ -108,12 +108,15 @@ runs = Table(
     Column("inventory", Text, nullable=False),
     Column("harness_version", String(32), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=False),
+    # None for runs recorded before the harness kept it (migration 0003).
+    Column("started_at", DateTime(timezone=True)),
     Column("complete", Boolean, nullable=False),
     Column("passed", Integer, nullable=False),
     Column("violated", Integer, nullable=False),
     Column("broken", Integer, nullable=False),
     Column("skipped", Integer, nullable=False),
     Column("waived", Integer, nullable=False, server_default="0"),
+    Index("ix_runs_finished_at", "finished_at"),
 )
 
 results = Table(

@@ -48,7 +48,17 @@ def test_the_project_copy_is_the_seed_as_parsed() -> None:
     assert local.ports == (4040, 4041, 4042)
     assert (local.exposure_kind, local.exposure_host, local.unit_manager) == ("lan", "Studio", "launchd")
     assert document.services[1].notes == ("Must point upstream to LiteLLM", "avoid routing loops")
-    assert [(p.port, p.qualifiers) for p in document.ports][-1] == (4042, ("Studio", "fast", "reserved"))
+    assert [(p.port, p.qualifiers) for p in document.ports][-2:] == [
+        (4042, ("Studio", "fast", "reserved")),
+        (4090, ("localhost only",)),
+    ]
+    monitor = document.services[3]
+    assert (monitor.bind, monitor.ports, monitor.exposure_kind, monitor.health_paths) == (
+        "127.0.0.1",
+        (4090,),
+        "local",
+        ("/healthz",),
+    )
     assert [(h.port, h.path) for h in document.health_checks] == [
         (4000, "/health"),
         (4000, "/health/readiness"),
@@ -202,3 +212,21 @@ def test_the_command_exits_non_zero_on_any_disagreement(tmp_path: Path, capsys: 
     broken = tmp_path / "broken.md"
     broken.write_text(edited("## Contracts", "## Promises"), encoding="utf-8")
     assert cli_main(["inventory", "diff", str(broken), "--inventory", gateway]) == 2
+
+
+PLANNED_MONITOR_ROW = (
+    "| System monitor | Health/telemetry aggregator | (planned) | (planned) | Local only | N/A | (planned) | (planned) "
+    "| Read\u2011only monitor; escalates via DB bulletin. |"  # the seed writes a non-breaking hyphen
+)
+
+
+def test_the_owners_planned_monitor_row_names_each_field_the_built_monitor_changed() -> None:
+    """The owners' original row plans the monitor; against the inventory of the built monitor the diff
+    names every field the owners must now write down (bind and port, health, unit, config, the port)."""
+    row = next(line for line in SEED.splitlines() if line.startswith("| System monitor |"))
+    text = SEED.replace(row, PLANNED_MONITOR_ROW).replace("- **4090** — System monitor (localhost only)\n", "")
+    findings = findings_for(text)
+    assert findings, "a planned row against a live monitor must be a disagreement"
+    assert all("system-monitor" in f.inventory or "4090" in f.inventory for f in findings), findings
+    columns = {f.document.rsplit(", ", 1)[-1].rstrip(")") for f in findings if "Services: System monitor" in f.document}
+    assert columns >= {"Bind/Port", "Health/Status", "Systemd Unit", "Env/Config"}, findings

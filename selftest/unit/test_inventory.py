@@ -18,7 +18,8 @@ def test_gateway_inventory_transcribes_the_seed():
     assert inventory.layer.owner == "gateway-agent"
     assert {s.name for s in inventory.services} == {"litellm-orch", "optillm-proxy", "optillm-local", "system-monitor"}
     ports = {p.port: p for p in inventory.ports}
-    assert sorted(ports) == [4000, 4020, 4040, 4041, 4042]
+    assert sorted(ports) == [4000, 4020, 4040, 4041, 4042, 4090]
+    assert (ports[4090].service, ports[4090].bind, ports[4090].exposure) == ("system-monitor", "127.0.0.1", "local")
     assert (ports[4000].bind, ports[4000].exposure) == ("0.0.0.0", "lan")
     assert (ports[4020].bind, ports[4020].exposure) == ("127.0.0.1", "local")
     assert ports[4042].state == "reserved"
@@ -26,7 +27,8 @@ def test_gateway_inventory_transcribes_the_seed():
     assert inventory.service("optillm-local").hf_cache == "/Users/thestudio/models/hf/hub"
     assert inventory.service("optillm-local").package_pins == {"transformers": "<5"}
     assert inventory.service("optillm-proxy").upstream_service == "litellm-orch"
-    assert inventory.service("system-monitor").state == "planned"
+    assert inventory.service("system-monitor").state == "enabled"
+    assert inventory.service("system-monitor").unit.name == "gateway-conformance-monitor.service"
     assert inventory.host("studio").service_manager == "launchd"
     assert inventory.host("mini").service_manager == "systemd"
     assert {c.check_id for c in inventory.contracts} >= {
@@ -138,7 +140,7 @@ BROKEN = {
     "contract-check-not-kebab-case": (
         "  - id: transformers-pin\n",
         "  - id: transformers-pin\n    check: transformers_pin\n",
-        "contracts[6].check",
+        "contracts[7].check",
         "should match pattern",
     ),
     "duplicate-yaml-key": (
