@@ -122,7 +122,9 @@ def network_file(addr: str) -> str:
 
 def sudo_readable(host: str) -> tuple[str, ...]:
     if host == c.MINI:
-        return (c.OPTILLM_PROXY_ENV, c.LITELLM_ENV, c.OPTILLM_PROXY_CONFIG)
+        # The System monitor's env file is 0600 monitor-owned; the harness reads every secret file
+        # through sudo alike, so the model sudoers names it too.
+        return (c.OPTILLM_PROXY_ENV, c.LITELLM_ENV, c.OPTILLM_PROXY_CONFIG, f"{c.HARNESS_ETC}/env")
     return tuple(i.env_file for i in c.LOCAL_INSTANCES)
 
 

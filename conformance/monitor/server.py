@@ -76,16 +76,26 @@ class _Budget(http.client.HTTPException):
 class _BoundedReader:
     """The connection's reader, with a byte budget and a deadline for one request's head."""
 
-    def __init__(self, raw: Any, sock: socket.socket, limits: Limits) -> None:
+    def __init__(self, raw: Any, sock: socket.socket, limits: Limits, reaper: HeadReaper) -> None:
         self._raw = raw
         self._sock = sock
         self._limits = limits
+        self._reaper = reaper
         self._left = 0
         self._deadline = 0.0
 
     def start_request(self) -> None:
-        self._left = self._limits.request_line_bytes + self._limits.header_bytes + 2
+        self._left = self._limits.request_line_bytes + 1
         self._deadline = time.monotonic() + self._limits.request_seconds
+        # A read returns as soon as any byte arrives, so a client trickling one byte at a
+        # time would never time out: the reaper cuts the connection at the deadline.
+        self._reaper.watch(self._sock, self._deadline)
+
+    def head_done(self) -> None:
+        self._reaper.forget(self._sock)
+
+    def start_headers(self) -> None:
+        self._left = self._limits.header_bytes
 
     def _arm(self) -> None:
         remaining = self._deadline - time.monotonic()
@@ -111,6 +121,40 @@ class _BoundedReader:
         self._raw.close()
 
 
+class HeadReaper:
+    """Shuts down connections whose request head is late: one thread for the whole server."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self._late: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="monitor-reaper", daemon=True)
+        self._thread.start()
+
+    def watch(self, sock: socket.socket, deadline: float) -> None:
+        with self._lock:
+            self._late[sock] = deadline
+
+    def forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._late.pop(sock, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            now = time.monotonic()
+            with self._lock:
+                late = [sock for sock, deadline in self._late.items() if deadline <= now]
+                for sock in late:
+                    del self._late[sock]
+            for sock in late:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class MonitorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -129,6 +173,7 @@ class MonitorHTTPServer(ThreadingHTTPServer):
         self.allowed_hosts = allowed_hosts
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._slots = threading.BoundedSemaphore(limits.max_connections)
+        self.reaper = HeadReaper()
         self.refused_busy = 0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -170,13 +215,14 @@ class MonitorHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._reader = _BoundedReader(self.rfile, self.connection, self.server.limits)
+        self._reader = _BoundedReader(self.rfile, self.connection, self.server.limits, self.server.reaper)
         self.rfile = self._reader  # type: ignore[assignment]
 
     def handle_one_request(self) -> None:
         limits = self.server.limits
         self._started = time.monotonic()
         self._status = 0
+        self.command, self.path, self.request_version = "", "", "HTTP/1.1"
         try:
             self._reader.start_request()
             self.raw_requestline = self.rfile.readline(limits.request_line_bytes + 1)
@@ -184,19 +230,27 @@ class MonitorHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             if len(self.raw_requestline) > limits.request_line_bytes:
-                self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+                self.requestline = ""
                 self._plain(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long", close=True)
                 return
-            if not self.parse_request():  # sends its own 400/431/505
+            self._reader.start_headers()
+            parsed = self.parse_request()  # sends its own 400/431/505 when it fails
+            self._reader.head_done()
+            if not parsed:
                 return
             self._dispatch()
             self.wfile.flush()
         except (TimeoutError, _Budget) as exc:
+            self._reader.head_done()
             self.close_connection = True
             if isinstance(exc, _Budget):
                 self._plain(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, str(exc), close=True)
         except (ConnectionError, OSError):
+            self._reader.head_done()
             self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - never a traceback: log it, close the connection
+            self.close_connection = True
+            self.server.log(redact(f"monitor: internal error serving a request: {type(exc).__name__}: {exc}"))
 
     def _dispatch(self) -> None:
         limits = self.server.limits
@@ -264,6 +318,7 @@ class MonitorHandler(BaseHTTPRequestHandler):
         self.server.log(redact(f"monitor: {self.address_string()} {format % args}"))
 
     def finish(self) -> None:
+        self._reader.head_done()
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -283,4 +338,5 @@ class ServerHandle:
 
     def stop(self) -> None:
         self.server.shutdown()
+        self.server.reaper.stop()
         self.server.server_close()

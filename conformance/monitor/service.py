@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -45,6 +46,7 @@ HTML = "text/html; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 FILTER_CACHE = 64  # filtered API answers kept per snapshot
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,13 @@ class Monitor:
         def live(query: Mapping[str, list[str]], headers: Mapping[str, str]) -> Response:
             return Response(200, JSON, b'{"live":true}')
 
+        def schema(name: str) -> Route:
+            body = (SCHEMAS / name).read_bytes()
+            return lambda query, headers: Response(200, "application/schema+json", body)
+
         return {
+            "/api/v1/schemas/status-v1.json": schema("status-v1.json"),
+            "/api/v1/schemas/bulletin-v1.json": schema("bulletin-v1.json"),
             "/": data("page"),
             "/api/v1/status": data("status"),
             "/api/v1/bulletin": data("bulletin"),
