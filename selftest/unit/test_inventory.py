@@ -57,7 +57,7 @@ def test_lab_inventory_differs_from_production_only_where_a_site_may():
     site_fields = {"model", "env_file", "unit"}
     for lab_port, prod_port in zip(lab.ports, production.ports, strict=True):
         assert lab_port.model_dump(exclude=site_fields) == prod_port.model_dump(exclude=site_fields)
-    service_site_fields = {"user", "repo_root", "venv", "state", "state_reason"}
+    service_site_fields = {"user", "repo_root", "venv", "state", "state_reason", "poll_interval"}
     for lab_service, prod_service in zip(lab.services, production.services, strict=True):
         assert lab_service.model_dump(exclude=service_site_fields) == prod_service.model_dump(
             exclude=service_site_fields

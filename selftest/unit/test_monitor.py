@@ -323,7 +323,7 @@ def _raw(port: int, request: bytes, timeout: float = 5.0) -> bytes:
 
 
 def test_the_endpoints_answer_and_the_json_validates_against_its_published_schema(served):
-    monitor, base, _port, secret, _tmp, _lines = served
+    _monitor, base, _port, secret, _tmp, _lines = served
     with httpx.Client(base_url=base, timeout=5) as client:
         page = client.get("/")
         status = client.get("/api/v1/status")

@@ -133,6 +133,7 @@ def test_sudoers_lines_are_the_lab_drop_in() -> None:
                 "/etc/optillm-proxy/env",
                 "/srv/gateway/layer-gateway/litellm-orch/config/env.local",
                 "/var/lib/optillm/.optillm/proxy_config.yaml",
+                "/etc/gateway-conformance/env",
             )
         ),
     }

@@ -148,17 +148,20 @@ def run_with_waiver(harness_project: pytest.Pytester, text: str) -> tuple[pytest
 def test_a_waived_check_runs_and_is_skipped_with_its_justification(harness_project: pytest.Pytester) -> None:
     text = site_text(expires="2099-01-01", contract="port-wide-open")
     result, bulletin = run_with_waiver(harness_project, text)
-    # mini's two ports: 4000 violated, 4020 waived (skipped); the waiver case (no host) is
-    # deselected by --conformance-host, as every check of the other hosts is
+    # mini's three ports: 4000 and 4090 violated, 4020 waived (skipped); the waiver case (no host)
+    # is deselected by --conformance-host, as every check of the other hosts is
     outcomes = result.parseoutcomes()
-    assert (outcomes.get("failed"), outcomes.get("skipped")) == (1, 1), result.stdout.str()
+    assert (outcomes.get("failed"), outcomes.get("skipped")) == (2, 1), result.stdout.str()
     out = result.stdout.str()
     assert "waived until 2099-01-01 by optillm-proxy: Bound to 0.0.0.0 behind the host firewall" in out
-    assert "0 passed, 1 failed, 0 broken, 0 skipped, 1 waived" in out
+    assert "0 passed, 2 failed, 0 broken, 0 skipped, 1 waived" in out
     junit = (harness_project.path / "reports" / "junit.xml").read_text()
     assert "<skipped" in junit and "until the move (ticket GW-12)" in junit
     opened = [entry["fingerprint"] for entry in read_entries(bulletin) if entry["event"] == "opened"]
-    assert opened == ["gateway/port-wide-open/mini/litellm-orch/4000"]
+    assert opened == [
+        "gateway/port-wide-open/mini/litellm-orch/4000",
+        "gateway/port-wide-open/mini/system-monitor/4090",
+    ]
 
 
 def test_expired_and_unknown_waivers_are_reported(harness_project: pytest.Pytester) -> None:
