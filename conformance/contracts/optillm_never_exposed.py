@@ -31,7 +31,9 @@ def judge_exposure(port: Port, facts: HostFacts, loopback: ProbeResult | None, l
     if not listeners:
         return violated(f"{port.service} is not listening on port {port.port} at all", **evidence)
     if loopback is None or not loopback.answered or loopback.status is None or loopback.status >= 500:
-        return violated(f"{port.service} does not answer on loopback inside {port.host}", **evidence)
+        # whatever listens there gives this answer: one incident with the port's health check
+        result = violated(f"{port.service} does not answer on loopback inside {port.host}", **evidence)
+        return result.caused_by(listener_cause(port.host, port.port))
     return passed(f"{port.service} listens on loopback only, answers there and is refused from the LAN", **evidence)
 
 
