@@ -332,6 +332,18 @@ def plan_update(
     new_entries.append(run_entry)
     history = fold_history([*entries, *new_entries], policy.window)
 
+    # A root cause found now whose dependent already leads an open entry goes on under that
+    # entry: another runner saw the symptom first (the monitor's poll found a health endpoint
+    # refused before the suites found its unit down), and one outage stays one entry.
+    for blocker in sorted(roots):
+        if blocker in state:
+            continue
+        adopted = next((dependent for dependent in sorted(blocked.get(blocker, [])) if dependent in state), None)
+        if adopted is None or adopted in roots:
+            continue
+        roots[adopted] = roots.pop(blocker)
+        blocked[adopted] = sorted({*(d for d in blocked.pop(blocker, []) if d != adopted), blocker})
+
     # Violations sharing a cause are one incident, kept under its lead's fingerprint.
     incidents = {incident.lead: incident for incident in correlate(roots, state)}
     for lead, incident in incidents.items():

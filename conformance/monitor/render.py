@@ -115,14 +115,21 @@ def status_document(
     by_service: dict[str, list[CheckState]] = {}
     for check in snapshot.checks:
         by_service.setdefault(check.service or "", []).append(check)
+    # A service's state is the worst of its checks' last outcomes, the suites' and the monitor's
+    # own health polls alike (each the newer of the two for a health check).
+    polled: dict[str, list[tuple[str, datetime | None]]] = {}
+    for item in snapshot.health:
+        if item.last_status is not None:
+            polled.setdefault(item.service, []).append((item.last_status, item.last_changed))
     services = []
     for service in inventory.services:
         owner = inventory.owner_of(service)
         members = by_service.get(service.name, [])
-        state = service.state if not service.is_live else (worst(check.outcome for check in members) or "unknown")
+        states = [(check.outcome, check.since) for check in members] + polled.get(service.name, [])
+        state = service.state if not service.is_live else (worst(outcome for outcome, _ in states) or "unknown")
         if not filters.admits(owner=owner, service=service.name, host=service.host, state=state):
             continue
-        failing = [check for check in members if check.outcome == state and check.since is not None]
+        since = min((moment for outcome, moment in states if outcome == state and moment is not None), default=None)
         services.append(
             {
                 "name": service.name,
@@ -131,7 +138,7 @@ def status_document(
                 "owner": owner,
                 "lifecycle": service.state,
                 "state": state,
-                "since": stamp(min((check.since for check in failing if check.since), default=None)),
+                "since": stamp(since),
                 "checks": len(members),
             }
         )

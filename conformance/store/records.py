@@ -13,7 +13,7 @@ import importlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -472,7 +472,22 @@ def record_poll(
         update_health_checks(connection, inventory, results, poll_id)
         history = bulletin_entries(connection, layer, bookkeeping=True)
         problems = open_problems(history)
-        batch = list(results)
+        # A check an open entry already lists as blocked (the suites found its unit down, its
+        # host unreachable) is that entry's symptom, not a new problem: one outage, one entry.
+        explained = {
+            dependent: problem.fingerprint
+            for problem in problems.values()
+            for dependent in (problem.last.get("blocked") or problem.opened.get("blocked") or [])
+        }
+        batch = [
+            replace(result, blocked_by=explained[result.subject.fingerprint])
+            if result.subject is not None
+            and result.outcome is Outcome.BROKEN
+            and result.blocked_by is None
+            and result.subject.fingerprint in explained
+            else result
+            for result in results
+        ]
         for host in recovered_hosts:
             root = host_root_subject(inventory, host)
             problem = problems.get(root.fingerprint)

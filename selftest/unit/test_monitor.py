@@ -454,3 +454,55 @@ def test_an_unreadable_database_is_a_503_with_the_reason_and_the_last_state_mark
     assert families["gateway_conformance_monitor_database_up"].samples[0].value == 0
     monitor.refresh()
     assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200, "it recovers by itself"
+
+
+def _unit_and_health(inventory):
+    service = inventory.service("optillm-local")
+    port = next(p for p in inventory.ports if p.port == 4041)
+    unit = Subject(
+        check="unit-active",
+        host="studio",
+        service=service.name,
+        port=4041,
+        item=port.unit.name,
+        owner="gateway-agent",
+        severity="major",
+        layer="gateway",
+    )
+    check = next(c for c in inventory.health_checks if c.id == "optillm-local-balanced-models")
+    return unit, health_subject(inventory, check)
+
+
+@pytest.mark.parametrize("first", ["monitor", "suites"])
+def test_one_outage_seen_by_the_monitor_and_the_suites_is_one_entry_whoever_sees_it_first(tmp_path, first):
+    """The balanced instance stopped: the monitor sees its /v1/models refused, the suites see its unit
+    down (and the health check blocked by it). Sharing one database, they open one entry."""
+    inventory = lab_inventory()
+    engine = sqlite(tmp_path)
+    policy = policy_from_inventory(inventory)
+    unit, health = _unit_and_health(inventory)
+    refused = Result(Outcome.BROKEN, "/v1/models on port 4041 did not answer: refused", subject=health)
+    suites = [
+        Result(Outcome.VIOLATED, "optillm-local-balanced.service is not running", subject=unit),
+        Result(Outcome.BROKEN, "optillm-local is down", subject=health, blocked_by=unit.fingerprint),
+    ]
+    opened: list[str] = []
+    runs = [("monitor", "monitor-1"), ("suites", "suites-1")]
+    if first == "suites":
+        runs.reverse()
+    for who, run_id in runs + [("monitor", "monitor-2"), ("suites", "suites-2")]:
+        if who == "monitor":
+            update = record_poll(engine, inventory, [refused], run_id, policy)
+        else:
+            update = record_run(engine, inventory, suites, RunInfo(run_id, "mini-timer", "0", False), policy=policy)
+        opened += update.opened
+    assert len(opened) == 1, opened
+    healed = record_run(
+        engine,
+        inventory,
+        [Result(Outcome.PASSED, "running", subject=unit), Result(Outcome.PASSED, "answers", subject=health)],
+        RunInfo("suites-3", "mini-timer", "0", False),
+        policy=policy,
+    )
+    assert healed.resolved == opened and healed.still_open == 0
+    engine.dispose()
