@@ -28,8 +28,11 @@ SCHEMA = "gateway-conformance/monitor-bulletin"
 
 
 def fetch(base: str, owner: str, timeout: float) -> dict:
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"--url {base!r}: an http:// or https:// URL")
     query = urllib.parse.urlencode({"owner": owner})
-    request = urllib.request.Request(f"{base}/api/v1/bulletin?{query}", headers={"Accept": "application/json"})
+    url = f"{base}/api/v1/bulletin?{query}"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - http(s) only
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - a loopback URL
             document = json.load(response)

@@ -13,7 +13,7 @@ if [ "$status" = 5 ]; then
     echo "selftest: pytest collected no tests: that is a failure" >&2
     exit 1
 fi
-.venv/bin/ruff check conformance lab selftest tests_hosts tests_contracts tests_health conftest.py benchmarks || status=1
-.venv/bin/ruff format --check conformance lab selftest tests_hosts tests_contracts tests_health conftest.py benchmarks || status=1
+.venv/bin/ruff check conformance lab selftest tests_hosts tests_contracts tests_health conftest.py benchmarks examples || status=1
+.venv/bin/ruff format --check conformance lab selftest tests_hosts tests_contracts tests_health conftest.py benchmarks examples || status=1
 .venv/bin/mypy || status=1
 exit "$status"

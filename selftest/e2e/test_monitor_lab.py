@@ -210,9 +210,7 @@ def test_prometheus_scrapes_metrics_that_promtool_accepts(prometheus, tmp_path):
 def balanced_outage(lab_env, prometheus) -> Iterator[None]:
     """One outage for every client to see: the balanced instance stopped, once (a drift applied and
     reset again and again within the flap window would rightly be reported as flapping)."""
-    from lab import drift_apply, drift_reset
-
-    from lab import lab_exec
+    from lab import drift_apply, drift_reset, lab_exec
 
     drift_apply("balanced-stopped")
     try:

@@ -490,7 +490,7 @@ def test_one_outage_seen_by_the_monitor_and_the_suites_is_one_entry_whoever_sees
     runs = [("monitor", "monitor-1"), ("suites", "suites-1")]
     if first == "suites":
         runs.reverse()
-    for who, run_id in runs + [("monitor", "monitor-2"), ("suites", "suites-2")]:
+    for who, run_id in [*runs, ("monitor", "monitor-2"), ("suites", "suites-2")]:
         if who == "monitor":
             update = record_poll(engine, inventory, [refused], run_id, policy)
         else:
