@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +346,43 @@ def fold_bulletin(
     return result
 
 
+RETENTION_ENV = "CONFORMANCE_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 30.0
+
+
+def retention_days() -> float:
+    """How long the run history (``runs``, ``results`` and the runs' bookkeeping events) is kept."""
+    try:
+        days = float(os.environ.get(RETENTION_ENV) or DEFAULT_RETENTION_DAYS)
+    except ValueError:
+        return DEFAULT_RETENTION_DAYS
+    return days if days > 0 else DEFAULT_RETENTION_DAYS
+
+
+def prune_history(connection: Connection, layer: str, now: datetime, days: float) -> int:
+    """The retention rule: runs older than ``days``, their results and their ``run`` events go.
+
+    Escalations and ``state`` events stay (they are what is open, and the fold needs each
+    check's last state); a run event older than the retention is far outside every flap window.
+    Returns the number of runs removed.
+    """
+    cutoff = now - timedelta(days=days)
+    old = select(schema.runs.c.id).where(schema.runs.c.layer == layer, schema.runs.c.finished_at < cutoff)
+    ids = [row.id for row in connection.execute(old)]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        connection.execute(delete(schema.results).where(schema.results.c.run.in_(chunk)))
+        connection.execute(
+            delete(schema.bulletin).where(
+                schema.bulletin.c.layer == layer,
+                schema.bulletin.c.event == events.RUN,
+                schema.bulletin.c.run.in_(chunk),
+            )
+        )
+        connection.execute(delete(schema.runs).where(schema.runs.c.id.in_(chunk)))
+    return len(ids)
+
+
 def record_run(
     engine: Engine,
     inventory: Inventory,
@@ -367,6 +404,7 @@ def record_run(
         upsert_inventory(connection, inventory)
         record_results(connection, inventory, results, run)
         update_health_checks(connection, inventory, results, run.run_id)
+        prune_history(connection, layer, now or _now(), retention_days())
         return fold_bulletin(
             connection, layer, results, run, inventory.bulletin.reminder_after_hours, after_read, policy, now
         )

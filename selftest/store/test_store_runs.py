@@ -82,3 +82,35 @@ def test_the_timer_and_ci_share_one_postgresql_bulletin(harness_project, tmp_pat
     assert runners == ["ci", "mini-timer"]
     for runner in ("mini-timer", "ci"):
         assert read_entries(tmp_path / runner / "bulletin.jsonl") == entries, json.dumps(entries)
+
+
+def test_runs_older_than_the_retention_go_with_their_results_and_run_events(db_url, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from conformance.bulletin import events
+    from conformance.results import Outcome
+    from conformance.store import schema
+    from conformance.store.records import RunInfo, bulletin_entries, record_run
+    from selftest.store.test_store import engine_for, health_result, lab_inventory
+
+    monkeypatch.setenv("CONFORMANCE_RETENTION_DAYS", "2")
+    inventory = lab_inventory()
+    engine = engine_for(db_url)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    failing = health_result(inventory, "litellm-readiness", Outcome.VIOLATED)
+    for day in range(5):
+        with monkeypatch.context() as patch:
+            patch.setattr("conformance.store.records._now", lambda day=day: start + timedelta(days=day))
+            record_run(
+                engine, inventory, [failing], RunInfo(f"r{day}", "t", "0", False), now=start + timedelta(days=day)
+            )
+    with engine.connect() as connection:
+        runs = sorted(row.id for row in connection.execute(select(schema.runs.c.id)))
+        results = connection.execute(select(func.count()).select_from(schema.results)).scalar_one()
+        history = bulletin_entries(connection, inventory.layer.name, bookkeeping=True)
+    assert runs == ["r2", "r3", "r4"] and results == 3
+    assert sorted(e["run"] for e in history if e["event"] == events.RUN) == ["r2", "r3", "r4"]
+    assert [e["event"] for e in history if e["event"] == events.OPENED] == [events.OPENED], "escalations stay"
+    engine.dispose()
