@@ -33,6 +33,19 @@ if [ "$(id -u)" = 0 ] && [ "$(uname -s)" = Linux ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+    # The System monitor's e2e tests scrape it with Debian's Prometheus (and lint with promtool).
+    # Installed only: its package must not start a daemon here (it would listen on every
+    # address); the tests start it on the lab Mini's loopback and stop it.
+    if ! command -v prometheus >/dev/null; then
+        echo "installing Debian packages: prometheus"
+        apt-get update -qq
+        policy=/usr/sbin/policy-rc.d
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    fi
 fi
 # The Allure command line (npm's allure-commandline, a Java program) for `conformance report`.
 allure_version=2.46.1
