@@ -2,9 +2,12 @@
 
 Metric names and labels (the README's "System monitor" lists them with examples):
 
-- ``gateway_conformance_check_state{contract,host,service,fingerprint,state}``: 1 for the
-  check's current outcome, 0 for the other four (passed, violated, broken, skipped, waived);
-- ``gateway_conformance_check_since_timestamp_seconds{contract,host,service,fingerprint}``;
+- ``gateway_conformance_check_status{contract,host,fingerprint}``: each check's current outcome
+  as a code, 0 passed, 1 violated, 2 broken, 3 skipped, 4 waived (``!= 0`` with ``< 3`` is "does
+  not hold"); one series per check, so 200 hosts are about 5,000 series, not five times that;
+- ``gateway_conformance_check_failing_since_timestamp_seconds{contract,host,fingerprint}``: only
+  for the checks that do not hold;
+- ``gateway_conformance_checks{contract,state}``: how many checks of each contract are in each state;
 - ``gateway_conformance_bulletin_open_entries{owner,severity,state}``;
 - ``gateway_conformance_health_up{check,service,host}``, ``..._health_latency_seconds``,
   ``..._health_last_change_timestamp_seconds``, ``..._health_last_checked_timestamp_seconds``;
@@ -14,9 +17,9 @@ Metric names and labels (the README's "System monitor" lists them with examples)
   ``..._monitor_refresh_seconds``, ``..._monitor_poll_seconds``, and the process's own
   ``process_*`` metrics (``ProcessCollector``).
 
-Cardinality is bounded by the inventory, never by traffic or by time: one ``check_state``
-series per (case, outcome), i.e. 5 per check of the suites (a 2-host layer has about 50 checks,
-200 hosts about 5,000); bulletin series are owners x 3 severities x 3 states; health series one
+Cardinality is bounded by the inventory, never by traffic or by time: one ``check_status``
+series per check of the suites (a 2-host layer has about 60, 200 hosts about 5,000), plus
+contracts x 5 states; bulletin series are owners x 3 severities x 3 states; health series one
 per declared health check; runner series one per runner name. No label ever carries a
 summary, a URL's query or any free text, so nothing a host says can grow the label set.
 """
@@ -35,6 +38,7 @@ from conformance.inventory.model import Inventory
 from conformance.monitor.state import Snapshot
 
 STATES = ("passed", "violated", "broken", "skipped", "waived")
+STATUS_CODES = {state: code for code, state in enumerate(STATES)}
 SEVERITIES = ("critical", "major", "minor")
 ENTRY_STATES = ("open", "acknowledged", "flapping")
 PREFIX = "gateway_conformance"
@@ -63,46 +67,57 @@ class SnapshotCollector:
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
-        labels = ["contract", "host", "service", "fingerprint"]
-        state = GaugeMetricFamily(
-            f"{PREFIX}_check_state",
-            "The current outcome of each check of the suites (1 for its state, 0 for the others).",
-            labels=[*labels, "state"],
-        )
-        since = GaugeMetricFamily(
-            f"{PREFIX}_check_since_timestamp_seconds",
-            "When each check's current outcome began (Unix time; absent when older than the history held).",
+        labels = ["contract", "host", "fingerprint"]
+        status = GaugeMetricFamily(
+            f"{PREFIX}_check_status",
+            "Each check's current outcome: 0 passed, 1 violated, 2 broken (could not check), 3 skipped, 4 waived.",
             labels=labels,
         )
+        since = GaugeMetricFamily(
+            f"{PREFIX}_check_failing_since_timestamp_seconds",
+            "When each check that does not hold began to fail (Unix time).",
+            labels=labels,
+        )
+        counts: dict[tuple[str, str], int] = {}
         for check in snapshot.checks:
-            values = [check.contract or check.check, check.host or "", check.service or "", check.fingerprint]
-            for name in STATES:
-                state.add_metric([*values, name], 1.0 if check.outcome == name else 0.0)
-            if check.since is not None:
+            contract = check.contract or check.check
+            values = [contract, check.host or "", check.fingerprint]
+            status.add_metric(values, float(STATUS_CODES.get(check.outcome, 2)))
+            if check.outcome in ("violated", "broken") and check.since is not None:
                 since.add_metric(values, check.since.timestamp())
-        yield state
+            counts[(contract, check.outcome)] = counts.get((contract, check.outcome), 0) + 1
+        yield status
         yield since
+        per_contract = GaugeMetricFamily(
+            f"{PREFIX}_checks", "Checks per contract and outcome.", labels=["contract", "state"]
+        )
+        for contract in sorted({contract for contract, _ in counts}):
+            for name in STATES:
+                per_contract.add_metric([contract, name], float(counts.get((contract, name), 0)))
+        yield per_contract
 
         entries = GaugeMetricFamily(
             f"{PREFIX}_bulletin_open_entries",
             "Open bulletin entries by owner, severity and state (open, acknowledged, flapping).",
             labels=["owner", "severity", "state"],
         )
-        counts: dict[tuple[str, str, str], int] = {}
+        by_key: dict[tuple[str, str, str], int] = {}
         owners = {owner.id for owner in self.inventory.owners}
         for problem in snapshot.problems.values():
             owner = str(problem.opened.get("owner") or "")
             severity = str(problem.opened.get("severity") or "")
-            status = (
+            kind = (
                 "flapping" if problem.flapping else ("acknowledged" if problem.ack_active(snapshot.read_at) else "open")
             )
-            key = (owner if owner in owners else "other", severity if severity in SEVERITIES else "other", status)
-            counts[key] = counts.get(key, 0) + 1
+            key = (owner if owner in owners else "other", severity if severity in SEVERITIES else "other", kind)
+            by_key[key] = by_key.get(key, 0) + 1
         for owner in sorted(owners):
             for severity in SEVERITIES:
-                for status in ENTRY_STATES:
-                    entries.add_metric([owner, severity, status], float(counts.pop((owner, severity, status), 0)))
-        for key, count in sorted(counts.items()):
+                for entry_state in ENTRY_STATES:
+                    entries.add_metric(
+                        [owner, severity, entry_state], float(by_key.pop((owner, severity, entry_state), 0))
+                    )
+        for key, count in sorted(by_key.items()):
             entries.add_metric(list(key), float(count))
         yield entries
 

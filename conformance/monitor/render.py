@@ -19,7 +19,7 @@ from typing import Any
 from conformance.bulletin import events
 from conformance.bulletin.store import OpenProblem
 from conformance.inventory.model import Inventory
-from conformance.monitor.state import CELL_SECONDS, CheckState, Snapshot, cell_of
+from conformance.monitor.state import CELL_SECONDS, OUTCOME_RANK, CheckState, Snapshot, cell_of
 from conformance.redact import redact
 
 STATUS_SCHEMA = "gateway-conformance/monitor-status"
@@ -55,7 +55,7 @@ def worst(outcomes: Iterable[str]) -> str | None:
 
 # --- the status document -------------------------------------------------------------------
 
-STATUS_FILTERS = ("owner", "service", "host", "state")
+STATUS_FILTERS = ("owner", "service", "host", "state", "checks")
 BULLETIN_FILTERS = ("owner", "service", "host", "state", "severity")
 BULLETIN_STATES = ("open", "acknowledged", "flapping")
 
@@ -103,15 +103,41 @@ def _check_json(check: CheckState) -> dict[str, Any]:
     }
 
 
+def contract_rows(checks: Sequence[CheckState]) -> list[dict[str, Any]]:
+    """One row per contract: how many of its checks are in each state, the worst, and since when."""
+    grouped: dict[str, list[CheckState]] = {}
+    for check in checks:
+        grouped.setdefault(check.contract or check.check, []).append(check)
+    rows = []
+    for contract, members in sorted(grouped.items()):
+        state = worst(check.outcome for check in members) or "unknown"
+        counts: dict[str, int] = {}
+        for check in members:
+            counts[check.outcome] = counts.get(check.outcome, 0) + 1
+        since = min((c.since for c in members if c.outcome == state and c.since is not None), default=None)
+        rows.append(
+            {"contract": contract, "state": state, "since": stamp(since), "checks": len(members), "by_state": counts}
+        )
+    return rows
+
+
 def status_document(
-    snapshot: Snapshot, inventory: Inventory, filters: Filters | None = None, expected_run_hours: float = 1.0
+    snapshot: Snapshot,
+    inventory: Inventory,
+    filters: Filters | None = None,
+    expected_run_hours: float = 1.0,
+    every: bool = False,
 ) -> dict[str, Any]:
     filters = filters or Filters({})
-    checks = [
+    matching = [
         check
         for check in snapshot.checks
         if filters.admits(owner=check.owner, service=check.service, host=check.host, state=check.outcome)
     ]
+    # Every check only when asked (``checks=all``) or narrowed by state: the default answer is
+    # what an agent acts on, and stays small at 200 hosts (a few KB, not megabytes).
+    listed = matching if every or "state" in filters.values else [c for c in matching if c.outcome in FAILING]
+    checks = matching
     by_service: dict[str, list[CheckState]] = {}
     for check in snapshot.checks:
         by_service.setdefault(check.service or "", []).append(check)
@@ -202,7 +228,9 @@ def status_document(
             "newest_run_age_seconds": round((now - newest).total_seconds(), 1) if newest else None,
         },
         "services": services,
-        "checks": [_check_json(check) for check in checks],
+        "contracts": contract_rows(checks),
+        "checks_listed": "all" if len(listed) == len(checks) else "failing",
+        "checks": [_check_json(check) for check in listed],
         "health_checks": health,
         "runners": runners,
     }
@@ -347,14 +375,18 @@ def strip_svg(cells: Mapping[int, str], now: datetime, hours: float) -> str:
     last = cell_of(now)
     width = 4
     rects = []
-    for index in range(count):
+    index = 0
+    while index < count:  # one rectangle per run of equal cells: a steady day is one element
         outcome = cells.get(last - count + 1 + index)
+        length = 1
+        while index + length < count and cells.get(last - count + 1 + index + length) == outcome:
+            length += 1
         colour = COLOURS.get(outcome or "", "#eeeeee")
-        title = f"{outcome or 'no run'}"
         rects.append(
-            f'<rect x="{index * width}" y="0" width="{width - 1}" height="12" fill="{colour}">'
-            f"<title>{title}</title></rect>"
+            f'<rect x="{index * width}" y="0" width="{length * width - 1}" height="12" fill="{colour}">'
+            f"<title>{outcome or 'no run'}</title></rect>"
         )
+        index += length
     label = f"last {hours:g} h, half-hour cells, oldest left"
     return (
         f'<svg role="img" aria-label="{label}" width="{count * width}" height="12" '
@@ -381,7 +413,7 @@ def status_page(snapshot: Snapshot, inventory: Inventory, history_hours: float, 
             f'<div class="banner stale" id="stale"><strong>STALE</strong>: the database cannot be read '
             f"({_e(snapshot.error)}) since {_e(stamp(snapshot.stale_since))}; below is the last known state.</div>"
         )
-    failing = [check for check in doc["checks"] if check["state"] in FAILING]
+    failing = [check for check in snapshot.checks if check.outcome in FAILING]
     banner = "bad" if failing or bulletin["entries"] else "ok"
     parts.append(
         f'<div class="banner {banner}" id="summary">{len(failing)} failing of {doc["summary"]["checks"]} checks; '
@@ -466,17 +498,44 @@ def status_page(snapshot: Snapshot, inventory: Inventory, history_hours: float, 
             f'<td class="wide"><code>{_e(item["url"])}</code></td></tr>'
         )
     parts.append("</table></div>")
-    # Contracts, with the history strip
+    # Contracts, one row each, with the history strip of all their checks (the worst each half hour)
     parts.append(
-        f'<h2>Contracts (last {history_hours:g} h)</h2><div class="wrap"><table id="checks"><tr>'
-        '<th>contract</th><th>subject</th><th>state</th><th>since</th><th class="wide">history</th></tr>'
+        f'<h2>Contracts (last {history_hours:g} h)</h2><div class="wrap"><table id="contracts"><tr>'
+        '<th>contract</th><th>state</th><th>checks</th><th>since</th><th class="wide">history</th></tr>'
     )
-    for check in sorted(snapshot.checks, key=_page_order):
+    by_contract: dict[str, list[CheckState]] = {}
+    for check in snapshot.checks:
+        by_contract.setdefault(check.contract or check.check, []).append(check)
+    for row in doc["contracts"]:
+        cells: dict[int, str] = {}
+        for check in by_contract.get(row["contract"], []):
+            for cell, outcome in snapshot.strips.get(check.fingerprint, {}).items():
+                if OUTCOME_RANK.get(outcome, 0) > OUTCOME_RANK.get(cells.get(cell, ""), 0):
+                    cells[cell] = outcome
+        since = _parse_time(row["since"])
+        held = f"{_ago(since, now)} ago" if since else f"over {history_hours:g} h"
+        counts = ", ".join(f"{count} {state}" for state, count in sorted(row["by_state"].items()))
+        parts.append(
+            f'<tr data-contract="{_e(row["contract"])}"><td>{_e(row["contract"])}</td>'
+            f'<td class="state {_e(row["state"])}">{_e(row["state"])}</td><td>{_e(counts)}</td><td>{_e(held)}</td>'
+            f'<td class="wide">{strip_svg(cells, now, history_hours)}</td></tr>'
+        )
+    parts.append("</table></div>")
+    # Each check that does not hold, with its own strip
+    parts.append(
+        '<h2>Checks that do not hold</h2><div class="wrap"><table id="checks"><tr>'
+        '<th>contract</th><th>subject</th><th>owner</th><th>state</th><th>since</th><th class="wide">history</th></tr>'
+    )
+    failing_checks = [check for check in snapshot.checks if check.outcome in FAILING]
+    if not failing_checks:
+        parts.append('<tr><td colspan="6" class="muted">none: every check holds</td></tr>')
+    for check in sorted(failing_checks, key=_page_order):
         subject = check.fingerprint.split("/", 2)[-1]
         held = f"{_ago(check.since, now)} ago" if check.since else f"over {history_hours:g} h"
         parts.append(
             f'<tr data-fingerprint="{_e(check.fingerprint)}"><td>{_e(check.contract or check.check)}</td>'
-            f'<td><code>{_e(subject)}</code></td><td class="state {_e(check.outcome)}" title="{_e(check.summary)}">'
+            f"<td><code>{_e(subject)}</code></td><td>{_e(check.owner)}</td>"
+            f'<td class="state {_e(check.outcome)}" title="{_e(check.summary)}">'
             f"{_e(check.outcome)}</td><td>{_e(held)}</td>"
             f'<td class="wide">{strip_svg(snapshot.strips.get(check.fingerprint, {}), now, history_hours)}</td></tr>'
         )

@@ -47,6 +47,8 @@ PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 FILTER_CACHE = 64  # filtered API answers kept per snapshot
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
+# An unchanged database is re-read and re-rendered this often anyway, so ages on the page move on.
+RERENDER_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Monitor:
         self.last_poll_error: str | None = None
         self._engine: Engine | None = None
         self._rendered: Rendered | None = None
+        self._version: tuple[object, ...] | None = None
         self._filtered: dict[tuple[str, str], bytes] = {}
         self._stop = threading.Event()
         self._refresh_now = threading.Event()
@@ -101,7 +104,18 @@ class Monitor:
         started = time.monotonic()
         try:
             with self.engine.connect() as connection:
+                version = self.reader.version(connection)
+                moment = now or datetime.now(UTC)
+                current = self._rendered
+                if (
+                    current is not None
+                    and not current.snapshot.stale
+                    and version == self._version
+                    and (moment - current.snapshot.read_at).total_seconds() < RERENDER_SECONDS
+                ):
+                    return current  # nothing changed: no read, no render (and no GIL taken from requests)
                 snapshot = self.reader.read(connection, now)
+                self._version = version
         except Exception as exc:  # noqa: BLE001 - a database that cannot be read is a state, not a crash
             from conformance.store.session import failure_text
 
@@ -254,9 +268,14 @@ class Monitor:
                         )
                     except render.FilterError as exc:
                         raise ValueError(str(exc)) from None
+                    every = "checks" in filters.values
+                    if every and filters.values["checks"] != frozenset({"all"}):
+                        raise ValueError("checks: 'all' is the one value (default: the checks that do not hold)")
+                    if every:
+                        filters = render.Filters({k: v for k, v in filters.values.items() if k != "checks"})
                     document = (
                         render.status_document(
-                            rendered.snapshot, self.inventory, filters, self.config.expected_run_hours
+                            rendered.snapshot, self.inventory, filters, self.config.expected_run_hours, every
                         )
                         if kind == "status"
                         else render.bulletin_document(rendered.snapshot, self.inventory, filters)

@@ -189,6 +189,22 @@ class StateReader:
             if OUTCOME_RANK.get(row.outcome, 0) > OUTCOME_RANK.get(strip.get(cell, ""), 0):
                 strip[cell] = row.outcome
 
+    def version(self, connection: Connection) -> tuple[object, ...]:
+        """A cheap fingerprint of what a snapshot shows: it changes whenever a runner or a poll writes."""
+        layer = self.layer
+        return (
+            connection.execute(select(func.max(schema.results.c.id)).where(schema.results.c.layer == layer)).scalar(),
+            connection.execute(select(func.max(schema.bulletin.c.id)).where(schema.bulletin.c.layer == layer)).scalar(),
+            connection.execute(
+                select(func.max(schema.health_checks.c.last_checked), func.count()).where(
+                    schema.health_checks.c.layer == layer
+                )
+            ).one()[:],
+            connection.execute(
+                select(func.max(schema.runs.c.finished_at)).where(schema.runs.c.layer == layer)
+            ).scalar(),
+        )
+
     def read(self, connection: Connection, now: datetime | None = None) -> Snapshot:
         now = now or datetime.now(UTC)
         self._advance(connection, now)

@@ -51,6 +51,7 @@ class RunInfo:
     harness_version: str
     complete: bool
     started_at: datetime | None = None
+    finished_at: datetime | None = None  # default: when it is recorded (a simulated clock gives its own)
 
 
 def entry_to_row(entry: dict[str, Any], layer: str) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def record_results(connection: Connection, inventory: Inventory, results: Sequen
             runner=run.runner[:128],
             inventory=inventory.source_path,
             harness_version=run.harness_version[:32],
-            finished_at=_now(),
+            finished_at=run.finished_at or _now(),
             started_at=run.started_at,
             complete=run.complete,
             passed=counts[Outcome.PASSED],

@@ -343,9 +343,19 @@ def test_the_endpoints_answer_and_the_json_validates_against_its_published_schem
     runners = status.json()["runners"]
     assert runners[0]["runner"] == "mini-timer" and runners[0]["seconds"] is not None
     families = {family.name: family for family in text_string_to_metric_families(metrics.text)}
-    state = families["gateway_conformance_check_state"]
-    current = {(s.labels["fingerprint"], s.labels["state"]) for s in state.samples if s.value == 1}
-    assert ("gateway/port-bound/mini/optillm-proxy/4020", "violated") in current
+    status_codes = {s.labels["fingerprint"]: s.value for s in families["gateway_conformance_check_status"].samples}
+    assert status_codes["gateway/port-bound/mini/optillm-proxy/4020"] == 1  # violated
+    assert status_codes["gateway/unit-active/mini/litellm-orch"] == 0  # passed
+    counts = {
+        (s.labels["contract"], s.labels["state"]): s.value for s in families["gateway_conformance_checks"].samples
+    }
+    assert counts[("port-bound", "violated")] == 1 and counts[("port-bound", "passed")] == 0
+    # by default the status lists what does not hold; checks=all lists every check
+    assert [c["fingerprint"] for c in status.json()["checks"]] == ["gateway/port-bound/mini/optillm-proxy/4020"]
+    assert {c["contract"]: c["state"] for c in status.json()["contracts"]} == {
+        "port-bound": "violated",
+        "unit-active": "passed",
+    }
     assert "process_resident_memory_bytes" in families or "process_resident_memory" in families
     assert health.status_code == 200 and health.json()["ready"] is True
     for response in (page, status, bulletin, metrics):
@@ -359,10 +369,14 @@ def test_filters_narrow_the_api_and_an_unknown_one_is_a_clear_400(served):
         mine = client.get("/api/v1/bulletin", params={"owner": "optillm-proxy"}).json()["entries"]
         theirs = client.get("/api/v1/bulletin", params={"owner": "litellm-orch"}).json()["entries"]
         failing = client.get("/api/v1/status", params={"state": "violated"}).json()["checks"]
+        every = client.get("/api/v1/status", params={"checks": "all"}).json()
+        bad_checks = client.get("/api/v1/status", params={"checks": "some"})
         bad = client.get("/api/v1/status", params={"colour": "red"})
         bad_state = client.get("/api/v1/bulletin", params={"state": "closed"})
     assert len(mine) == 1 and theirs == []
     assert [c["fingerprint"] for c in failing] == ["gateway/port-bound/mini/optillm-proxy/4020"]
+    assert every["checks_listed"] == "all" and len(every["checks"]) == 2
+    assert bad_checks.status_code == 400
     assert bad.status_code == 400 and "unknown parameter 'colour'" in bad.text
     assert bad_state.status_code == 400 and "open, acknowledged, flapping" in bad_state.text
 
