@@ -159,6 +159,9 @@ class MonitorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of connects beyond it waits for SYN
+    # retransmission (a second), which is most of a p99. Connections are bounded by the slots.
+    request_queue_size = 128
 
     def __init__(
         self,
