@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conformance.bulletin import events
@@ -43,6 +43,14 @@ class FlapPolicy:
     window: int = NAGIOS_WINDOW
     low_percent: float = NAGIOS_LOW_PERCENT
     high_percent: float = NAGIOS_HIGH_PERCENT
+
+    def at_least(self, failures: int) -> FlapPolicy:
+        """This policy with every threshold raised to at least ``failures`` (a higher one stays)."""
+        return replace(
+            self,
+            open_after_failures=max(self.open_after_failures, failures),
+            per_check={key: max(value, failures) for key, value in self.per_check.items()},
+        )
 
     def open_after(self, subject: Subject | None) -> int:
         if subject is not None:

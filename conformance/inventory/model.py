@@ -182,6 +182,13 @@ class Service(Record):
         default=None,
         description="The system monitor (kind monitor): seconds between its own health polls (default 30).",
     )
+    open_after_polls: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="The system monitor (kind monitor): failing polls in a row before its polls open an entry "
+        "(default 3); a check's own, higher open_after_failures still counts.",
+    )
     notes: tuple[str, ...] = ()
 
     @property

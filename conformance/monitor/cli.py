@@ -54,6 +54,14 @@ def add_monitor_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="seconds between reads of the database (default 5)",
     )
+    monitor.add_argument(
+        "--open-after-polls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="failing polls in a row before a poll opens a bulletin entry "
+        "(default: the inventory's open_after_polls, else 3)",
+    )
     monitor.add_argument("--model-health", action="store_true", help="also poll checks that make model calls")
     monitor.add_argument("--no-poll", action="store_true", help="serve the database only; poll nothing")
 
@@ -88,6 +96,7 @@ def run_monitor_command(args: argparse.Namespace, project_root: Path) -> int:
             bulletin_file=bulletin,
             poll_seconds=args.poll_interval,
             refresh_seconds=args.refresh_interval,
+            open_after_polls=args.open_after_polls,
             model_health=args.model_health,
             poll=not args.no_poll,
         )

@@ -17,6 +17,13 @@ from conformance.inventory.model import Inventory, Port, Service
 
 DEFAULT_POLL_SECONDS = 30.0
 DEFAULT_REFRESH_SECONDS = 5.0
+# Failing polls in a row before the monitor's own polls open a bulletin entry: a restart that
+# one poll happens to catch is not an outage. Three is Gatus's default failure-threshold
+# (config/endpoint: DefaultFailureThreshold); at the 30 s default an outage is reported after
+# one to one and a half minutes, as an alerting rule's ``for: 1m`` would.
+DEFAULT_OPEN_AFTER_POLLS = 3
+# The fold keeps the flap window's worth of polls (21): a longer streak could never be seen.
+MAX_OPEN_AFTER_POLLS = 20
 BULLETIN_ENV = "CONFORMANCE_BULLETIN"
 REPORTS_ENV = "CONFORMANCE_REPORTS"
 
@@ -50,6 +57,7 @@ class MonitorConfig:
     bulletin_file: Path
     poll_seconds: float
     refresh_seconds: float
+    open_after_polls: int = DEFAULT_OPEN_AFTER_POLLS
     model_health: bool = False
     poll: bool = True  # False: serve the database only (tests, a second read-only replica)
     limits: Limits = field(default_factory=Limits)
@@ -109,6 +117,7 @@ def build_config(
     bulletin_file: Path | None = None,
     poll_seconds: float | None = None,
     refresh_seconds: float | None = None,
+    open_after_polls: int | None = None,
     model_health: bool = False,
     poll: bool = True,
 ) -> MonitorConfig:
@@ -129,6 +138,9 @@ def build_config(
     refresh = refresh_seconds or DEFAULT_REFRESH_SECONDS
     if refresh <= 0:
         raise MonitorConfigError(f"--refresh-interval {refresh:g}: must be positive")
+    threshold = open_after_polls or service.open_after_polls or DEFAULT_OPEN_AFTER_POLLS
+    if not 1 <= threshold <= MAX_OPEN_AFTER_POLLS:
+        raise MonitorConfigError(f"--open-after-polls {threshold}: from 1 to {MAX_OPEN_AFTER_POLLS}")
     if port is not None:
         record = record.model_copy(update={"port": port})
     return MonitorConfig(
@@ -140,6 +152,7 @@ def build_config(
         bulletin_file=bulletin_file or default_bulletin_file(),
         poll_seconds=float(interval),
         refresh_seconds=float(refresh),
+        open_after_polls=threshold,
         model_health=model_health,
         poll=poll,
     )

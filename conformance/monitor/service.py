@@ -77,7 +77,9 @@ class Monitor:
         self.log = log or (lambda line: print(redact(line), file=sys.stderr, flush=True))
         self.reader = StateReader(self.inventory.layer.name, database, config.history_hours)
         self.poller = poller if poller is not None else (HealthPoller(config) if config.poll else None)
-        self.policy = policy_from_inventory(self.inventory)
+        # The monitor's polls open an entry only after open_after_polls failing polls in a row;
+        # the suites' runs keep the inventory's thresholds (a run every 15 minutes is no blip).
+        self.policy = policy_from_inventory(self.inventory).at_least(config.open_after_polls)
         self.timings = MonitorTimings()
         self.started = datetime.now(UTC)
         self.last_poll: datetime | None = None

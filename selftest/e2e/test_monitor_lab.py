@@ -26,7 +26,7 @@ from selftest.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.lab
 
 MONITOR = "http://127.0.0.1:4090"
-POLL_WAIT = 60.0  # the lab polls every 5 s; a change is seen within a few polls
+POLL_WAIT = 90.0  # the lab polls every 5 s and opens an entry after 3 failing polls in a row
 
 
 def _netns(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

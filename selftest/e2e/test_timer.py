@@ -44,6 +44,12 @@ def test_timer_is_installed_enabled_and_runs_as_monitor(lab_env):
     assert "User=monitor" in _inside(["systemctl", "cat", f"{UNIT}.service"])
 
 
+def _timer_runs(entries: list[dict]) -> list[dict]:
+    # The System monitor beside the timer writes the same database and bulletin from its health
+    # polls (run ids "monitor-..."): what the timer's own runs did is judged here.
+    return [entry for entry in entries if not str(entry.get("run", "")).startswith("monitor-")]
+
+
 def test_drift_reaches_the_bulletin_through_the_timer(lab_env):
     from lab import drift_apply, drift_reset
 
@@ -55,13 +61,16 @@ def test_drift_reaches_the_bulletin_through_the_timer(lab_env):
     finally:
         drift_reset()
     new = _entries()[before:]
-    opened = [entry for entry in new if entry["event"] == "opened"]
+    opened = [entry for entry in _timer_runs(new) if entry["event"] == "opened"]
     assert any(
         entry["contract"] == "optillm-never-exposed" and entry["owner"] == "optillm-proxy" for entry in opened
     ), new
     _trigger()
-    resolved = [entry for entry in _entries()[before + len(new) :] if entry["event"] == "resolved"]
-    assert {entry["fingerprint"] for entry in resolved} == {entry["fingerprint"] for entry in opened}
+    after = _timer_runs(_entries()[before + len(new) :])
+    resolved = {entry["fingerprint"] for entry in after if entry["event"] == "resolved"}
+    # Every entry the drift's run opened is resolved by the next run (it may also resolve an
+    # entry the monitor opened: one outage, one entry, whoever sees it first).
+    assert {entry["fingerprint"] for entry in opened} <= resolved, after
     # The monitor's reports never hold the lab's secrets either.
     dump = _inside(["cat", BULLETIN, "/var/lib/gateway-conformance/reports/audit.jsonl"])
     for name in ("LITELLM_MASTER_KEY", "OPTILLM_LOCAL_API_KEY"):

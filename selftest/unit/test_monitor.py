@@ -165,6 +165,98 @@ def test_a_missing_secret_is_could_not_check_naming_where_to_put_it(monkeypatch)
     assert studio and all(r.outcome is Outcome.BROKEN and "optillm-local-key" in r.summary for r in studio)
 
 
+def _polling_monitor(tmp_path, answers: dict[str, ProbeResult], **options):
+    inventory = lab_inventory()
+    config = build_config(inventory, bulletin_file=tmp_path / "bulletin.jsonl", **options)
+    url = make_url(f"sqlite:///{tmp_path / 'conformance.db'}")
+
+    def factory():
+        engine = make_engine(url)
+        upgrade(engine)
+        return engine
+
+    poller = HealthPoller(
+        config, probe=lambda probe_url, timeout, headers: answers.get(probe_url) or _healthy(probe_url)
+    )
+    return Monitor(config, factory, str(url), poller=poller, log=lambda line: None)
+
+
+def _open_fingerprints(monitor) -> list[str]:
+    with monitor.engine.connect() as connection:
+        entries = bulletin_entries(connection, "gateway")
+    state: dict[str, str] = {}
+    for entry in entries:
+        state[entry["fingerprint"]] = entry["event"]
+    return sorted(fingerprint for fingerprint, event in state.items() if event == events.OPENED)
+
+
+PROXY_HEALTH = "gateway/health-endpoint/mini/optillm-proxy/4020/optillm-proxy-health"
+PROXY_REFUSED = {
+    "http://127.0.0.1:4020/health": ProbeResult(
+        "http://127.0.0.1:4020/health", False, error="Connection refused", error_kind="refused"
+    )
+}
+
+
+def test_a_restart_one_poll_catches_opens_nothing_an_outage_opens_one_entry_after_three_polls(tmp_path, monkeypatch):
+    """The monitor's polls open an entry only after open_after_polls (3) failing polls in a row:
+    the proxy refused by one poll while it restarts is no outage, refused by three is one."""
+    monkeypatch.setenv("OPTILLM_LOCAL_API_KEY", "studio-key-for-the-test")
+    answers: dict[str, ProbeResult] = {}
+    monitor = _polling_monitor(tmp_path, answers)
+    assert monitor.config.open_after_polls == 3
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    clock = iter(start + timedelta(seconds=30 * number) for number in range(20))
+    try:
+        monitor.poll_once(next(clock))
+        answers.update(PROXY_REFUSED)
+        monitor.poll_once(next(clock))  # the restart, caught once
+        answers.clear()
+        monitor.poll_once(next(clock))
+        assert _open_fingerprints(monitor) == [], "one failing poll is a blip, not an entry"
+        answers.update(PROXY_REFUSED)
+        monitor.poll_once(next(clock))
+        monitor.poll_once(next(clock))
+        assert _open_fingerprints(monitor) == [], "two failing polls are still below the threshold"
+        monitor.poll_once(next(clock))
+        assert _open_fingerprints(monitor) == [PROXY_HEALTH]
+        monitor.poll_once(next(clock))
+        assert _open_fingerprints(monitor) == [PROXY_HEALTH], "one outage, one entry"
+        answers.clear()
+        monitor.poll_once(next(clock))
+        assert _open_fingerprints(monitor) == [], "the first passing poll resolves it"
+    finally:
+        monitor.poller.close()  # type: ignore[union-attr]
+        monitor._dispose_engine()
+
+
+def test_the_poll_threshold_comes_from_the_option_else_the_inventory_and_a_higher_check_threshold_stays(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("OPTILLM_LOCAL_API_KEY", "studio-key-for-the-test")
+    inventory = lab_inventory()
+    monitor_record = inventory.service("system-monitor").model_copy(update={"open_after_polls": 5})
+    custom = inventory.model_copy(
+        update={"services": tuple(monitor_record if s.name == "system-monitor" else s for s in inventory.services)}
+    )
+    assert build_config(custom).open_after_polls == 5
+    assert build_config(custom, open_after_polls=1).open_after_polls == 1
+    with pytest.raises(MonitorConfigError, match="from 1 to 20"):
+        build_config(inventory, open_after_polls=50)
+    policy = FlapPolicy(open_after_failures=1, per_check={"optillm-proxy-health": 4, "port-bound": 2}).at_least(3)
+    assert policy.open_after_failures == 3
+    assert dict(policy.per_check) == {"optillm-proxy-health": 4, "port-bound": 3}
+    # With a threshold of one the monitor opens at the first failing poll, as the suites do.
+    answers = dict(PROXY_REFUSED)
+    monitor = _polling_monitor(tmp_path, answers, open_after_polls=1)
+    try:
+        monitor.poll_once(datetime(2026, 12, 1, tzinfo=UTC))
+        assert _open_fingerprints(monitor) == [PROXY_HEALTH]
+    finally:
+        monitor.poller.close()  # type: ignore[union-attr]
+        monitor._dispose_engine()
+
+
 # --- the bulletin: the suites' correlation, scoped runs, retention ---------------------------
 
 
