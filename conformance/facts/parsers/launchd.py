@@ -349,8 +349,13 @@ def parse_plist(data: bytes, source: str) -> LaunchdPlist:
         ValueError,
         TypeError,
         OverflowError,
+        # plistlib's XML reader lets these through on damaged input: an unknown encoding in
+        # the XML declaration (LookupError), a closing tag with no container open (IndexError).
+        LookupError,
+        AttributeError,
+        RecursionError,
     ) as exc:
-        raise ParseError(source, f"not a valid plist: {exc}") from None
+        raise ParseError(source, f"not a valid plist: {type(exc).__name__}: {exc}") from None
     if not isinstance(loaded, dict):
         raise ParseError(source, f"top level is {type(loaded).__name__}, expected a dict")
     doc: dict[str, Any] = loaded
