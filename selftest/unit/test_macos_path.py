@@ -289,3 +289,12 @@ def test_launchctl_print_block_that_cannot_be_placed_is_named_in_the_evidence(st
     port = next(port for port in inventory.ports if port.port == 4040)
     owner = port_served_by_unit.judge_owner(port, port.unit, facts)
     assert owner.evidence["partial read"] == partial
+
+
+def test_not_found_text_on_stdout_is_not_loaded(studio):
+    inventory, _, connection = studio
+    stderr_text = (RECORDED / "macos-launchctl-print-not-found.txt").read_text()
+    connection.answers[f"launchctl print gui/501/{LABEL}"] = (0, stderr_text, "")
+    facts = gather(connection, inventory)
+    result = unit_active.judge_unit(inventory.ports[2].unit, facts)
+    assert result.outcome is Outcome.VIOLATED and "is not loaded" in result.render()
