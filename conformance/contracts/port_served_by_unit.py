@@ -31,6 +31,8 @@ def judge_owner(port: Port, unit: Unit, facts: HostFacts) -> Result:
         item for item in listeners if item.pid is not None and not facts.descends_from(item.pid, fact.main_pid)
     ]
     evidence = {"listeners": describe(listeners), "unit main pid": str(fact.main_pid)}
+    if fact.notes:
+        evidence["partial read"] = "; ".join(fact.notes)
     if strangers:
         names = ", ".join(f"{item.process}[{item.pid}]" for item in strangers)
         return violated(

@@ -22,6 +22,8 @@ def judge_unit(unit: Unit, facts: HostFacts, host: str = "") -> Result:
         "enabled": fact.unit_file_state or "n/a",
         "definition": fact.definition_path or "(none)",
     }
+    if fact.notes:
+        evidence["partial read"] = "; ".join(fact.notes)
     problems = []
     if not fact.loaded:
         problems.append(f"{unit.name} is not loaded ({fact.raw_state.get('LoadState') or fact.state_text})")
@@ -40,6 +42,9 @@ def judge_unit(unit: Unit, facts: HostFacts, host: str = "") -> Result:
     if problems:
         result = violated(f"{unit.name} is not installed, enabled and running as declared", *problems, **evidence)
         return result.caused_by(unit_cause(host, unit.name))
+    if fact.definition_error and fact.enabled is None:
+        # launchd: whether the job starts at boot is in its plist, which could not be read.
+        return broken(f"cannot tell whether {unit.name} starts at boot", fact.definition_error, **evidence)
     return passed(f"{unit.name} is installed at {unit.path}, enabled and {fact.state_text}", **evidence)
 
 

@@ -25,6 +25,7 @@ from conformance.facts.discovery import discover, pyvenv_key, settled_service, v
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
+    LaunchdServiceNotFound,
     ParseError,
     parse_environment_files_property,
     parse_environment_property,
@@ -500,26 +501,13 @@ def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[Comm
         return
     for (name, domain), result in zip(plan.units, results, strict=True):
         if not result.ok:
-            facts.units[name] = UnitFact(
-                "launchd",
-                name,
-                False,
-                False,
-                "not loaded",
-                None,
-                "",
-                None,
-                None,
-                None,
-                (),
-                {},
-                (),
-                None,
-                {"error": result.stderr.strip()[:300]},
-            )
+            facts.units[name] = _launchd_not_loaded(name, result.stderr)
             continue
         try:
             job = parse_launchctl_print(result.stdout, name)
+        except LaunchdServiceNotFound as exc:
+            facts.units[name] = _launchd_not_loaded(name, exc.message)
+            continue
         except ParseError as exc:
             facts.unit_errors[name] = str(exc)
             continue
@@ -539,20 +527,51 @@ def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[Comm
             (),
             job.working_directory,
             {"domain": domain or "system"},
+            notes=tuple(job.notes()),
         )
 
 
+def _launchd_not_loaded(name: str, stderr: str) -> UnitFact:
+    return UnitFact(
+        "launchd",
+        name,
+        False,
+        False,
+        "not loaded",
+        None,
+        "",
+        None,
+        None,
+        None,
+        (),
+        {},
+        (),
+        None,
+        {"error": stderr.strip()[:300]},
+    )
+
+
 def _read_plists(facts: HostFacts, plan: HostPlan) -> None:
-    """launchd has no 'enabled' state of its own: a job starts at boot if RunAtLoad/KeepAlive."""
+    """launchd has no 'enabled' state of its own: a job starts at boot if RunAtLoad/KeepAlive.
+
+    The plist arrives as ``plutil -convert xml1 -o -`` printed it: XML whatever the file's own
+    format (binary plists are as common), since the transport carries text. A plist that could
+    not be converted or parsed leaves ``enabled`` unknown and says why (naming the file).
+    """
     for (name, _domain), path in zip(plan.units, plan.unit_files, strict=True):
         fact = facts.files.get(f"unit:{path}")
         unit = facts.units.get(name)
-        if unit is None or fact is None or fact.content is None:
+        if unit is None or fact is None:
+            continue
+        if fact.content is None:
+            if fact.exists:
+                facts.units[name] = replace(unit, definition_error=f"cannot read {path}: {fact.error}")
             continue
         try:
-            plist = parse_plist(fact.content.encode(), path)
+            plist = parse_plist(_plist_bytes(fact.content, path), path)
         except ParseError as exc:
             facts.problems.append(str(exc))
+            facts.units[name] = replace(unit, definition_error=str(exc))
             continue
         starts = plist.run_at_load or bool(plist.keep_alive)
         facts.units[name] = replace(
@@ -561,6 +580,13 @@ def _read_plists(facts: HostFacts, plan: HostPlan) -> None:
             unit_file_state="RunAtLoad" if starts else "on demand only",
             user=plist.user_name or unit.user,  # launchd.plist(5) UserName
         )
+
+
+def _plist_bytes(content: str, path: str) -> bytes:
+    """plutil's XML as bytes; a plist that arrived unconverted (binary as text) is refused by name."""
+    if content.startswith("bplist"):
+        raise ParseError(path, "a binary plist arrived as text (not converted by plutil): its bytes are lost")
+    return content.encode("utf-8", "replace")
 
 
 def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:

@@ -53,6 +53,12 @@ class UnitFact:
     environment_files: tuple[tuple[str, bool], ...]
     working_directory: str | None
     raw_state: dict[str, str] = field(default_factory=dict)
+    # What could not be read around the fields above (launchctl print blocks that could not be
+    # placed); shown in the evidence of every check that uses the unit.
+    notes: tuple[str, ...] = ()
+    # Why the definition (the launchd plist) could not be read, when it could not: then
+    # ``enabled`` is unknown.
+    definition_error: str | None = None
 
 
 @dataclass(frozen=True)

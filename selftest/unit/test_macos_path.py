@@ -225,3 +225,76 @@ def test_listener_belongs_to_launchd_job(studio):
     port = next(port for port in inventory.ports if port.port == 4040)
     result = port_served_by_unit.judge_owner(port, port.unit, facts)
     assert result.outcome is Outcome.PASSED, result.render()
+
+
+# --- plists that cannot be read, and launchctl print blocks that cannot be placed ------------
+
+REAL_BINARY_PLIST = "macos-binary-plist-loginitems.plist"  # written by macOS (see recorded/README.md)
+
+
+def _unit_result(studio, plutil_answer):
+    inventory, _, connection = studio
+    connection.answers["plutil -convert xml1"] = plutil_answer
+    facts = gather(connection, inventory)
+    return unit_active.judge_unit(inventory.ports[2].unit, facts), facts
+
+
+def test_binary_plist_that_arrives_as_text_is_could_not_check(studio):
+    raw = (RECORDED / REAL_BINARY_PLIST).read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")  # the recording is what it claims: bytes that are not text
+    # What the transport would make of it (it decodes output as UTF-8, replacing what is not).
+    result, facts = _unit_result(studio, (0, raw.decode("utf-8", "replace"), ""))
+    assert result.outcome is Outcome.BROKEN, result.render()
+    assert PLIST in result.render() and "binary plist arrived as text" in result.render()
+    assert any(PLIST in problem for problem in facts.problems)
+
+
+def test_plist_plutil_cannot_convert_is_could_not_check(studio):
+    stderr = f"{PLIST}: Property List error: Unexpected character b at line 1 / JSON error: Invalid value.\n"
+    result, _ = _unit_result(studio, (1, "", stderr))
+    assert result.outcome is Outcome.BROKEN, result.render()
+    assert f"cannot read {PLIST}" in result.render() and "Property List error" in result.render()
+
+
+def test_damaged_plist_never_crashes_the_gathering(studio):
+    # A real launchd plist (mDNSResponder's) with a <key> before its <dict>: plistlib's XML
+    # reader raises IndexError there, which used to escape the parser and end the gathering.
+    real = (RECORDED / "macos-launchd-plist-mdnsresponder.plist").read_text()
+    damaged = real.replace('<plist version="1.0">\n<dict>', '<plist version="1.0">\n<key>Label</key>\n<dict>', 1)
+    result, _ = _unit_result(studio, (0, damaged, ""))
+    assert result.outcome is Outcome.BROKEN, result.render()
+    assert PLIST in result.render() and "not a valid plist" in result.render()
+
+
+def test_launchctl_print_block_that_cannot_be_placed_is_named_in_the_evidence(studio):
+    inventory, _, connection = studio
+    # The recorded job, with the event triggers of a real macOS 27 capture (an XPC array in the
+    # descriptor) and one line in that array that launchctl's grammar does not place.
+    real = (RECORDED / "macos-27-launchctl-print-gui-watchpaths-array.txt").read_text()
+    triggers = real[real.index("\tevent triggers = {\n") : real.index("\tevent channels = {\n")]
+    triggers = triggers.replace('\t\t\t\t"WatchPaths" => [\n', '\t\t\t\t"WatchPaths" => [\n\t\t\t\t\t\t\tgarbage\n')
+    recorded = (RECORDED / "macos-launchctl-print-gui.txt").read_text()
+    printed = recorded.replace("\tspawn type = ", triggers + "\tspawn type = ", 1)
+    connection.answers[f"launchctl print gui/501/{LABEL}"] = (0, printed, "")
+    facts = gather(connection, inventory)
+    unit = facts.units[LABEL]
+    assert unit.active and unit.main_pid == 5150 and unit.environment["HF_HOME"] == "/Users/tester/.cache/huggingface"
+    result = unit_active.judge_unit(inventory.ports[2].unit, facts)
+    assert result.outcome is Outcome.PASSED, result.render()
+    line_no = printed.splitlines().index("\t\t\t\t\t\t\tgarbage") + 1
+    partial = result.evidence["partial read"]
+    assert "block 'event triggers > com.apple.launchd.WatchPaths > descriptor > \"WatchPaths\"'" in partial
+    assert f"line {line_no}" in partial
+    port = next(port for port in inventory.ports if port.port == 4040)
+    owner = port_served_by_unit.judge_owner(port, port.unit, facts)
+    assert owner.evidence["partial read"] == partial
+
+
+def test_not_found_text_on_stdout_is_not_loaded(studio):
+    inventory, _, connection = studio
+    stderr_text = (RECORDED / "macos-launchctl-print-not-found.txt").read_text()
+    connection.answers[f"launchctl print gui/501/{LABEL}"] = (0, stderr_text, "")
+    facts = gather(connection, inventory)
+    result = unit_active.judge_unit(inventory.ports[2].unit, facts)
+    assert result.outcome is Outcome.VIOLATED and "is not loaded" in result.render()

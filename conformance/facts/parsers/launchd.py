@@ -14,6 +14,7 @@ from __future__ import annotations
 import plistlib
 import re
 import xml.parsers.expat
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "LaunchdJob",
     "LaunchdPlist",
     "LaunchdServiceNotFound",
+    "UnreadableBlock",
     "is_not_found",
     "label_from_target",
     "parse_launchctl_print",
@@ -54,6 +56,21 @@ def is_not_found(stderr: str, exit_code: int) -> bool:
 
 
 @dataclass(frozen=True)
+class UnreadableBlock:
+    """A block of ``launchctl print`` output the parser could not place; the rest was read."""
+
+    block: str  # the block's path, outermost first ("event triggers > x > descriptor"), or "(top level)"
+    opened_at: int | None  # line number of the block's opening line (None: the top level)
+    line_no: int  # the first line that could not be placed
+    line: str
+    reason: str
+
+    def describe(self) -> str:
+        where = f"opened at line {self.opened_at}" if self.opened_at is not None else "outside any block"
+        return f"block '{self.block}' ({where}) not read from line {self.line_no}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class LaunchdJob:
     """What ``launchctl print`` says about one loaded job."""
 
@@ -68,6 +85,12 @@ class LaunchdJob:
     environment: dict[str, str]
     working_directory: str | None
     properties: dict[str, str] = field(default_factory=dict)
+    # Blocks that could not be read (the fields above were read around them).
+    unreadable: tuple[UnreadableBlock, ...] = ()
+
+    def notes(self) -> list[str]:
+        """One line per unreadable block, for evidence ("partial read: ...")."""
+        return [f"partial read of launchctl print {self.target}: {item.describe()}" for item in self.unreadable]
 
     @property
     def running(self) -> bool:
@@ -94,16 +117,48 @@ def label_from_target(target: str) -> str:
 
 _HEADER = re.compile(r"^(?P<target>\S.*?) = \{$")
 _PROPERTY = re.compile(r"^(?P<key>[^\s=][^=]*?) = (?P<value>.*)$")
-_BLOCK = re.compile(r"^(?P<key>\S.*?) (?:=|=>) \{$")
+# A block opens with "key = {" (launchd's own dictionaries), "key => {" / '"key" => {' (an XPC
+# dictionary, e.g. an event trigger's descriptor) or '"key" => [' (an XPC array, whose elements
+# print as "N = value"); "(" is accepted alike. "key = {}" / '"k" => []' (an empty container on
+# one line) opens nothing: it is an entry like any other.
+_OPENING = re.compile(r"^(?P<key>\S.*?) (?:=|=>) (?P<opener>[{\[(])$")
 _ENV_LINE = re.compile(r"^(?P<key>\S.*?) =>(?: (?P<value>.*))?$")
+# An element whose value printed nothing (or no newline, e.g. empty data in an XPC array) is
+# followed on the same line by the indentation and closer of its block: '0 = \t\t\t\t]'.
+_GLUED_CLOSER = re.compile(r"^(?P<entry>.*?)(?P<tabs>\t+)(?P<closer>[}\])])$")
+_CLOSERS = {"}": "{", "]": "[", ")": "("}
+
+# Top-level blocks whose entries are launchd's own strings, read line by line as printed (an
+# argument may itself end in " {"); only their closer at one tab ends them.
+_STRING_BLOCKS = frozenset({"arguments", "environment", "inherited environment", "default environment"})
+# The blocks the checks read: one that cannot be read refuses the job (a partial argv or
+# environment would be judged as if it were whole).
+_REQUIRED_BLOCKS = frozenset({"arguments", "environment"})
+_TOP_LEVEL = "(top level)"
+
+
+@dataclass
+class _Open:
+    key: str
+    opener: str
+    line_no: int
 
 
 def parse_launchctl_print(text: str, expected_label: str) -> LaunchdJob:
     """Parse ``launchctl print gui/<uid>/<label>`` (or ``system/<label>``, ``user/<uid>/...``).
 
+    The output is modelled as launchctl prints it: one tab per level, ``key = value`` and
+    ``key => value`` entries, blocks opened by ``... = {`` / ``... => {`` / ``... => [`` and
+    closed by ``}`` / ``]`` one level out, array elements ``N = value``. A line that cannot be
+    placed in that structure degrades only the top-level block it is in: the block is listed in
+    ``LaunchdJob.unreadable`` (with its path and line numbers) and reading resumes at the next
+    top-level line. Only the fields read at the top level (state, pid, program, path, domain,
+    last exit code ...) and the ``arguments``/``environment`` blocks are used.
+
     Raises LaunchdServiceNotFound when handed the "Could not find service" text, and
-    ParseError when the header names another label, the indentation is not the tab structure
-    launchctl prints, a block is left open (truncated output), or ``state`` is missing.
+    ParseError when the header names another label, the top-level lines are not tab-indented,
+    the ``arguments`` or ``environment`` block cannot be read, the output ends before the
+    job's closing ``}`` (truncated), or ``state`` is missing.
     """
     source = f"launchctl print .../{expected_label}"
     lines = text.splitlines()
@@ -129,57 +184,101 @@ def parse_launchctl_print(text: str, expected_label: str) -> LaunchdJob:
 
     scalars: dict[str, str] = {}
     blocks: dict[str, list[tuple[int, str]]] = {}
-    depth = 1
-    top_block: str | None = None
+    unreadable: list[UnreadableBlock] = []
+    stack = [_Open(target, "{", index + 1)]  # the open blocks; a line inside belongs at len(stack) tabs
+    skipping = False  # after an unplaceable line: skip to the next line at one tab (or less)
     closed_at: int | None = None
-    for line_no, line in enumerate(lines[index + 1 :], start=index + 2):
+    pending: deque[tuple[int, str]] = deque(enumerate(lines[index + 1 :], start=index + 2))
+
+    def give_up(line_no: int, line: str, reason: str) -> None:
+        """Record that the top-level block holding this line cannot be read (or refuse the job)."""
+        nonlocal skipping
+        if len(stack) >= 2 and stack[1].key in _REQUIRED_BLOCKS:
+            raise ParseError(source, f"the '{stack[1].key}' block cannot be read: {reason}", line_no=line_no, line=line)
+        path = " > ".join(item.key for item in stack[1:]) or _TOP_LEVEL
+        opened_at = stack[-1].line_no if len(stack) >= 2 else None
+        unreadable.append(UnreadableBlock(path, opened_at, line_no, line, reason))
+        skipping = True
+
+    while pending:
+        line_no, line = pending.popleft()
+        depth = len(stack)
+        in_strings = depth == 2 and stack[1].key in _STRING_BLOCKS
+        if in_strings and stack[1].key == "arguments" and line == "\t\t":
+            blocks["arguments"].append((line_no, ""))  # an empty argument prints as its indentation
+            continue
         if not line.strip():
             continue
         if closed_at is not None:
             raise ParseError(source, "text after the closing '}'", line_no=line_no, line=line)
         tabs = len(line) - len(line.lstrip("\t"))
         content = line[tabs:]
+        if skipping:
+            if tabs >= 2:
+                continue
+            # Back at the top level: the unreadable block ends here (at its closer, if this is it).
+            skipping = False
+            if depth >= 2:
+                del stack[1:]
+                if tabs == 1 and content == "}":
+                    continue
+                depth, in_strings = 1, False
         if content[:1].isspace():
-            raise ParseError(
-                source,
-                "indentation is not tabs (was the output re-formatted?)",
-                line_no=line_no,
-                line=line,
-            )
-        if content == "}":
-            if tabs != depth - 1:
+            if tabs <= 1:
                 raise ParseError(
                     source,
-                    f"'}}' at depth {tabs}, expected {depth - 1}",
+                    "indentation is not tabs (was the output re-formatted?)",
                     line_no=line_no,
                     line=line,
                 )
-            depth -= 1
-            if depth == 1:
-                top_block = None
-            if depth == 0:
+            give_up(line_no, line, "indentation is not tabs")
+            continue
+        if content in _CLOSERS and tabs < depth:
+            if tabs < depth - 1:
+                # The blocks inside the one this closes were left open.
+                give_up(line_no, line, f"'{content}' at depth {tabs} while blocks at depth {tabs + 1}+ are open")
+                skipping = False
+                del stack[tabs + 1 :]
+            closing = stack[-1]
+            if _CLOSERS[content] != closing.opener:
+                give_up(line_no, line, f"'{content}' closes the '{closing.opener}' opened at line {closing.line_no}")
+                skipping = False
+            stack.pop()
+            if not stack:
                 closed_at = line_no
             continue
-        if tabs != depth:
-            raise ParseError(
-                source,
-                f"line at depth {tabs} inside a block at depth {depth}",
-                line_no=line_no,
-                line=line,
-            )
-        opening = _BLOCK.match(content)
+        if tabs < depth:
+            give_up(line_no, line, f"the block ends without its closer (line at depth {tabs})")
+            if tabs >= 1:
+                # Read the line again where it belongs.
+                skipping = False
+                del stack[tabs:]
+                pending.appendleft((line_no, line))
+            continue
+        if tabs > depth:
+            give_up(line_no, line, f"line at depth {tabs} inside a block at depth {depth}")
+            continue
+        if in_strings:
+            blocks[stack[1].key].append((line_no, content))
+            continue
+        glued = _GLUED_CLOSER.match(content)
+        if glued is not None and depth >= 2 and len(glued["tabs"]) == depth - 1:
+            pending.appendleft((line_no, glued["tabs"] + glued["closer"]))
+            pending.appendleft((line_no, "\t" * depth + glued["entry"]))
+            continue
+        opening = _OPENING.match(content)
         if opening is not None:
+            stack.append(_Open(opening["key"], opening["opener"], line_no))
             if depth == 1:
-                top_block = opening["key"]
-                blocks.setdefault(top_block, [])
-            depth += 1
+                blocks.setdefault(opening["key"], [])
             continue
         if depth == 1:
             prop = _PROPERTY.match(content)
-            if prop is not None:
-                scalars.setdefault(prop["key"], prop["value"])
-        elif depth == 2 and top_block is not None:
-            blocks[top_block].append((line_no, content))
+            if prop is None:
+                give_up(line_no, line, "expected 'key = value' at the top level")
+                skipping = False
+                continue
+            scalars.setdefault(prop["key"], prop["value"])
     if closed_at is None:
         raise ParseError(source, "output ends inside a block (truncated?)")
 
@@ -211,6 +310,7 @@ def parse_launchctl_print(text: str, expected_label: str) -> LaunchdJob:
         environment=environment,
         working_directory=scalars.get("working directory"),
         properties=scalars,
+        unreadable=tuple(unreadable),
     )
 
 
@@ -249,8 +349,13 @@ def parse_plist(data: bytes, source: str) -> LaunchdPlist:
         ValueError,
         TypeError,
         OverflowError,
+        # plistlib's XML reader lets these through on damaged input: an unknown encoding in
+        # the XML declaration (LookupError), a closing tag with no container open (IndexError).
+        LookupError,
+        AttributeError,
+        RecursionError,
     ) as exc:
-        raise ParseError(source, f"not a valid plist: {exc}") from None
+        raise ParseError(source, f"not a valid plist: {type(exc).__name__}: {exc}") from None
     if not isinstance(loaded, dict):
         raise ParseError(source, f"top level is {type(loaded).__name__}, expected a dict")
     doc: dict[str, Any] = loaded

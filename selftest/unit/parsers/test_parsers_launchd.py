@@ -144,3 +144,49 @@ def test_plist_unreadable(raw):
     with pytest.raises(ParseError, match="not a valid plist") as info:
         parse_plist(raw, "broken.plist")
     assert str(info.value).startswith("broken.plist: ")
+
+
+# Real plists written by macOS (selftest/recorded/README.md): two binary ones that are not
+# launchd jobs, and an Apple LaunchDaemon's XML plist.
+REAL_BINARY = ["macos-binary-plist-loginitems.plist", "macos-binary-plist-systemextensions-db.plist"]
+
+
+@pytest.mark.parametrize("name", REAL_BINARY)
+def test_real_binary_plist_is_read_as_bytes(name):
+    raw = data(name)
+    assert raw.startswith(b"bplist00")
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+    assert isinstance(plistlib.loads(raw), dict)  # plistlib reads the binary format itself
+    with pytest.raises(ParseError, match="no Label") as info:  # not a job: refused by name, not by format
+        parse_plist(raw, f"/Library/x/{name}")
+    assert info.value.source == f"/Library/x/{name}"
+
+
+@pytest.mark.parametrize("name", REAL_BINARY)
+def test_real_binary_plist_mangled_as_text_is_a_parse_error(name):
+    mangled = data(name).decode("utf-8", "replace").encode()
+    with pytest.raises(ParseError, match="not a valid plist") as info:
+        parse_plist(mangled, "/Library/x.plist")
+    assert str(info.value).startswith("/Library/x.plist: ")
+
+
+def test_real_launchd_daemon_plist():
+    plist = parse_plist(data("macos-launchd-plist-mdnsresponder.plist"), "com.apple.mDNSResponder.plist")
+    assert plist.label == "com.apple.mDNSResponder"
+    assert plist.program_arguments == ("/usr/sbin/mDNSResponder",)
+    assert plist.user_name == "_mdnsresponder"
+    assert plist.run_at_load is False and plist.keep_alive is False
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        ('encoding="UTF-8"', 'encoding="UTF-9"', "LookupError"),
+        ('<plist version="1.0">\n<dict>', '<plist version="1.0">\n<key>Label</key>\n<dict>', "IndexError"),
+    ],
+)
+def test_damaged_real_plist_is_a_parse_error_not_a_crash(old, new, kind):
+    damaged = data("macos-launchd-plist-mdnsresponder.plist").replace(old.encode(), new.encode(), 1)
+    with pytest.raises(ParseError, match=f"not a valid plist: {kind}"):
+        parse_plist(damaged, "com.apple.mDNSResponder.plist")

@@ -131,3 +131,133 @@ def test_launchctl_print_real_agent_not_running():
     assert job.environment["XPC_SERVICE_NAME"] == "local.resticprofile.self.check"
     assert "PATH" in job.environment and "Minute" not in job.environment  # nested blocks stay out
     assert job.properties["spawn type"] == "daemon (3)"
+
+
+# launchctl print of jobs with event triggers whose descriptors hold XPC arrays
+# ('"WatchPaths" => [' ... '0 = "..."' ... ']'), and a running job whose LWCR block holds an
+# array element that printed no value, its closer on the same line ('0 = \t\t\t\t]').
+WATCHPATHS_27 = "macos-27-launchctl-print-gui-watchpaths-array.txt"
+WATCHPATHS_14 = "macos-14-launchctl-print-gui-watchpaths-array.txt"
+RUNNING_LWCR_27 = "macos-27-launchctl-print-gui-running-lwcr.txt"
+
+
+def test_launchctl_print_macos_27_watchpaths_array_is_read_whole():
+    job = parse_launchctl_print(text(WATCHPATHS_27), "com.sglavoie.sync-legacy")
+    assert (job.state, job.pid, job.last_exit_code) == ("not running", None, "1")
+    assert job.program == "/Users/sglavoie/.local/bin/sync-legacy.sh"
+    assert job.arguments == ("/Users/sglavoie/.local/bin/sync-legacy.sh",)
+    assert job.environment == {"OSLogRateLimit": "64", "XPC_SERVICE_NAME": "com.sglavoie.sync-legacy"}
+    assert job.properties["domain"] == "gui/501 [100020]"
+    # the fields after the event triggers are read too, and nothing was left unread
+    assert job.properties["properties"] == "inferred program | managed LWCR"
+    assert job.unreadable == () and job.notes() == []
+
+
+def test_launchctl_print_macos_14_watchpaths_array_is_read_whole():
+    job = parse_launchctl_print(text(WATCHPATHS_14), "com.teamwork-leader.auto-resume-daemon")
+    assert (job.state, job.pid, job.last_exit_code) == ("spawn scheduled", None, "1")
+    assert job.arguments[:2] == ("/usr/bin/env", "python3") and len(job.arguments) == 5
+    assert job.working_directory == "/Users/runner/work/teamwork-leader/teamwork-leader/.teamlead-project"
+    assert job.environment["TEAMLEAD_DAEMON_VERSION"] == "v0.1.7"
+    assert "successful exit" not in job.environment and "SSH_AUTH_SOCK" not in job.environment
+    assert job.properties["properties"] == "runatload | inferred program | system service | tle system"
+    assert job.unreadable == ()
+
+
+def test_launchctl_print_macos_27_running_job_with_glued_array_closer():
+    job = parse_launchctl_print(text(RUNNING_LWCR_27), "com.sglavoie.ddc-brightnessd")
+    assert job.running and job.pid == 1076 and job.last_exit_code == "(never exited)"
+    assert job.program == "/Users/sglavoie/.local/bin/ddc-brightnessd"
+    assert job.environment["DDC_DISPLAY"] == "PA27JCV"
+    assert job.properties["domain"] == "gui/501 [100020]"
+    assert job.properties["spawn type"] == "interactive (4)"
+    assert '"vers" => 1' not in job.properties and "vers" not in job.properties  # nested entries stay out
+    assert job.unreadable == ()
+
+
+def test_launchctl_print_macos_26_empty_argument_is_kept():
+    job = parse_launchctl_print(text("macos-26-launchctl-print-gui-empty-argument.txt"), "com.n138probe.print")
+    assert job.arguments == ("/usr/bin/true", "scheduled", "run", "--job", "doctor & x", "")
+    assert job.properties["properties"] == "inferred program"
+
+
+def _insert_after(sample: str, anchor: str, extra: str) -> str:
+    assert sample.count(anchor) == 1, anchor
+    return sample.replace(anchor, anchor + extra)
+
+
+# Each: a line launchctl's grammar does not place, in a nested block of a real recording; the
+# path of the block the line is in; the line number of the odd line.
+ODD_NESTED = [
+    pytest.param(
+        WATCHPATHS_27,
+        lambda s: _insert_after(s, '\t\t\t\t"WatchPaths" => [\n', "\t\t\t\t\t\t\tgarbage\n"),
+        'event triggers > com.apple.launchd.WatchPaths > descriptor > "WatchPaths"',
+        42,
+        "depth 7 inside a block at depth 5",
+        id="too-deep-in-array",
+    ),
+    pytest.param(
+        WATCHPATHS_27,
+        lambda s: s.replace("\t\t\t\t]\n", ""),  # the array is never closed
+        'event triggers > com.apple.launchd.WatchPaths > descriptor > "WatchPaths"',
+        46,
+        "blocks at depth 4+ are open",
+        id="array-left-open",
+    ),
+    pytest.param(
+        WATCHPATHS_14,
+        lambda s: s.replace("\t\t\twatching = 0\n\t\t}", "\t\t\twatching = 0\n\t\t]"),
+        'event channels > "com.apple.fsevents.matching"',
+        68,
+        "']' closes the '{' opened at line 61",
+        id="wrong-closer",
+    ),
+    pytest.param(
+        RUNNING_LWCR_27,
+        lambda s: s.replace('\t\t"vers" => 1', '\t\t  "vers" => 1'),
+        "LWCR",
+        35,
+        "not tabs",
+        id="spaces-in-nested-block",
+    ),
+    pytest.param(
+        RUNNING_LWCR_27,
+        lambda s: _insert_after(s, "\tcpumon = default\n", "\t\tstray\n\t\t\tlines\n"),
+        "(top level)",
+        81,
+        "depth 2 inside a block at depth 1",
+        id="stray-lines-at-top-level",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "mutate", "block", "line_no", "reason"), ODD_NESTED)
+def test_launchctl_print_odd_nested_line_degrades_only_its_block(name, mutate, block, line_no, reason):
+    original = parse_launchctl_print(text(name), label := text(name).split(" = {", 1)[0].split("/")[-1])
+    job = parse_launchctl_print(mutate(text(name)), label)
+    # the fields the checks use are still read, the same as from the unmodified recording
+    for field in ("state", "pid", "program", "arguments", "environment", "last_exit_code", "path"):
+        assert getattr(job, field) == getattr(original, field), field
+    assert job.properties["domain"] == original.properties["domain"]
+    assert job.properties["properties"] == original.properties["properties"]  # read after the odd block
+    [unread] = job.unreadable
+    assert (unread.block, unread.line_no) == (block, line_no)
+    assert reason in unread.reason
+    [note] = job.notes()
+    assert f"block '{block}'" in note and f"line {line_no}" in note and job.target in note
+
+
+def test_launchctl_print_still_refuses_what_matters():
+    sample = text(RUNNING_LWCR_27)
+    label = "com.sglavoie.ddc-brightnessd"
+    with pytest.raises(ParseError, match="expected exactly"):
+        parse_launchctl_print(sample, "com.sglavoie.ddc")
+    with pytest.raises(ParseError, match="truncated"):
+        parse_launchctl_print(sample[: sample.index("\tdomain = ")], label)
+    with pytest.raises(ParseError, match="'arguments' block cannot be read"):
+        parse_launchctl_print(
+            sample.replace("\t\t/Users/sglavoie/.local/bin/ddc", "\t\t\t/Users/sglavoie/.local/bin/ddc"), label
+        )
+    with pytest.raises(ParseError, match="not tabs"):
+        parse_launchctl_print(sample.replace("\tstate = running", "  state = running"), label)
