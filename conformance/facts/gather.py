@@ -25,6 +25,7 @@ from conformance.facts.discovery import discover, pyvenv_key, settled_service, v
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
+    KernelTables,
     ParseError,
     parse_environment_files_property,
     parse_environment_property,
@@ -142,7 +143,10 @@ def _sudo(host: Host, argv: list[str]) -> list[str]:
 
 def _listener_commands(host: Host) -> list[list[str]]:
     if host.os == "linux":
-        return [_sudo(host, ["ss", "-Htlnp"])]
+        # The kernel's own tables, read in the same round: ss's '*' is the IPv4 wildcard on old
+        # iproute2 and the dual-stack IPv6 one on newer; the file a socket is in is its family.
+        # World-readable, so no sudo (and nothing more for the monitor's sudoers).
+        return [_sudo(host, ["ss", "-Htlnp"]), ["cat", "/proc/net/tcp"], ["cat", "/proc/net/tcp6"]]
     return [_sudo(host, ["lsof", "-nP", "-iTCP", "-sTCP:LISTEN"]), ["netstat", "-anv", "-p", "tcp"]]
 
 
@@ -463,7 +467,13 @@ def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) 
         return
     try:
         if host.os == "linux":
-            facts.listeners = parse_ss(primary.stdout)
+            kernel, why = _kernel_tables(results[1:])
+            facts.listeners = parse_ss(primary.stdout, kernel)
+            if why and any(item.dual_stack for item in facts.listeners):
+                facts.listeners_notes.append(
+                    f"the kernel's socket tables were not read ({why}): ss's '*' was taken as the dual-stack "
+                    "IPv6 wildcard, as newer ss prints it (older ss prints '*' for the IPv4 wildcard)"
+                )
             return
         # lsof is the primary source; netstat only enriches it (see macos_listeners).
         secondary = results[1] if len(results) > 1 else None
@@ -478,6 +488,25 @@ def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) 
         facts.listeners_notes = combined.notes
     except ParseError as exc:
         facts.listeners_error = str(exc)
+
+
+def _kernel_tables(results: list[CommandResult]) -> tuple[KernelTables | None, str | None]:
+    """``/proc/net/tcp`` and ``/proc/net/tcp6`` as read, or None and why not.
+
+    A missing ``/proc/net/tcp6`` is an answer (IPv6 is off: no IPv6 socket exists); any other
+    failure leaves the family of a ``*`` row to ss's newer convention.
+    """
+    if len(results) < 2:
+        return None, "not asked"
+    tcp, tcp6 = results[0], results[1]
+    if not tcp.ok:
+        return None, f"{tcp.command}: exit {tcp.exit_code}: {tcp.stderr.strip()[:200]}"
+    if not tcp6.ok and "No such file" not in tcp6.stderr:
+        return None, f"{tcp6.command}: exit {tcp6.exit_code}: {tcp6.stderr.strip()[:200]}"
+    try:
+        return KernelTables.read(tcp.stdout, tcp6.stdout if tcp6.ok else None), None
+    except ParseError as exc:
+        return None, str(exc)
 
 
 def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[CommandResult]) -> None:

@@ -284,3 +284,22 @@ def test_an_environment_file_outside_the_allow_list_grammar_is_reported_not_run(
     refused = facts.files[f"envfile:{odd}"]
     assert refused.content is None and "allow-list" in (refused.error or "")
     assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None
+
+
+def test_an_old_ss_star_is_read_with_the_family_the_kernel_gives_it_in_the_same_round(bare: Inventory) -> None:
+    """CentOS 7's ss prints the IPv4 wildcard as '*': the kernel's tables, asked in round one
+    with ss, say which family each '*' is (nothing is refused, and no third round)."""
+    answers = _mini_answers()
+    answers["sudo -n ss -Htlnp"] = (0, (RECORDED / "centos7-ss-ntl-legacy.txt").read_text())
+    tcp = (RECORDED / "lab-mini-proc-net-tcp.txt").read_text()  # holds 0.0.0.0:22 (sshd)
+    tcp6 = (RECORDED / "lab-mini-proc-net-tcp6.txt").read_text()  # holds [::]:22 (sshd)
+    tcp6 += tcp6.splitlines()[1].replace(":0016 ", ":0050 ") + "\n"  # and [::]:80
+    answers["cat /proc/net/tcp"] = (0, tcp)
+    answers["cat /proc/net/tcp6"] = (0, tcp6)
+    connection = Replay(bare.host("mini"), answers)
+    facts = gather(connection, bare)  # type: ignore[arg-type]
+    assert connection.commands_run == 2
+    assert {"sudo -n ss -Htlnp", "cat /proc/net/tcp", "cat /proc/net/tcp6"} <= set(connection.batches[0])
+    assert facts.listeners_error is None
+    wildcards = {(item.family, item.address, item.dual_stack_known) for item in facts.listeners if item.port == 22}
+    assert wildcards == {("ipv4", "0.0.0.0", True), ("ipv6", "::", False)}

@@ -17,7 +17,10 @@ from conformance.facts.parsers.launchd import (
     parse_plist,
 )
 from conformance.facts.parsers.listeners import (
+    OLD_SS_V6ONLY,
     Family,
+    KernelSocket,
+    KernelTables,
     Listener,
     NetstatReading,
     SkippedRow,
@@ -26,6 +29,7 @@ from conformance.facts.parsers.listeners import (
     parse_lsof_fields,
     parse_netstat_linux,
     parse_netstat_macos,
+    parse_proc_net_tcp,
     parse_ss,
     read_netstat_macos,
 )
@@ -40,7 +44,10 @@ from conformance.facts.parsers.systemd import (
 )
 
 __all__ = [
+    "OLD_SS_V6ONLY",
     "Family",
+    "KernelSocket",
+    "KernelTables",
     "LaunchdJob",
     "LaunchdPlist",
     "LaunchdServiceNotFound",
@@ -63,6 +70,7 @@ __all__ = [
     "parse_netstat_linux",
     "parse_netstat_macos",
     "parse_plist",
+    "parse_proc_net_tcp",
     "parse_ss",
     "parse_systemctl_show",
     "parse_systemctl_show_many",
