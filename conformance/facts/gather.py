@@ -56,6 +56,7 @@ SYSTEMD_PROPERTIES = (
     "Environment",
     "EnvironmentFiles",
     "WorkingDirectory",
+    "DynamicUser",
 )
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -609,10 +610,16 @@ def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:
         unit_file_state=file_state,
         definition_path=props.get("FragmentPath") or None,
         main_pid=main_pid,
-        user=props.get("User") or None,
+        user=props.get("User") or (_unit_prefix(name) if props.get("DynamicUser") == "yes" else None),
         argv=parse_exec_start(exec_start) if exec_start else (),
         environment=parse_environment_property(props.get("Environment", "")),
         environment_files=tuple(parse_environment_files_property(props.get("EnvironmentFiles", ""))),
         working_directory=props.get("WorkingDirectory") or None,
         raw_state={key: props.get(key, "") for key in ("LoadState", "ActiveState", "SubState", "UnitFileState")},
+        dynamic_user=props.get("DynamicUser") == "yes",
     )
+
+
+def _unit_prefix(name: str) -> str:
+    """The name systemd gives a dynamic user when User= is empty (unit_name_to_prefix)."""
+    return name.split("@", 1)[0] if "@" in name else name.rsplit(".", 1)[0]

@@ -53,6 +53,9 @@ class UnitFact:
     environment_files: tuple[tuple[str, bool], ...]
     working_directory: str | None
     raw_state: dict[str, str] = field(default_factory=dict)
+    # systemd DynamicUser=yes: the unit runs as a transient uid allocated at start (see
+    # conformance.contracts.service_account); ``user`` is then that dynamic user's name.
+    dynamic_user: bool = False
 
 
 @dataclass(frozen=True)
