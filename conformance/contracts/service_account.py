@@ -37,7 +37,11 @@ def judge_account(
     if expected_uid is None and dynamic:
         return _judge_dynamic(service, main_pids, facts, evidence)
     if expected_uid is None:
-        return violated(f"the account {service.user!r} of {service.name} does not exist on {service.host}")
+        # getpwnam(3) finding nothing is no proof that the account does not exist: it is also
+        # what an unreachable directory service answers. Its uid is not known, so nothing is judged.
+        raise FactUnavailable(
+            f"the uid of {service.name}'s account is not known: {facts.account_unknown(service.user)}"
+        )
     names = {**facts.account_names, **{uid: name for name, uid in facts.user_ids.items()}}
     for unit_name, pid in main_pids:
         process = facts.processes.get(pid) if pid else None
@@ -114,5 +118,5 @@ CONTRACT = ContractSpec(
     rule="The main process of each of the service's units runs with the uid of the declared user (the site's, "
     "else the one its units name: systemd User=, launchd UserName or domain, else root). A systemd "
     "DynamicUser=yes unit whose account no account database lists runs as its dynamic user: a transient uid in "
-    "systemd's range 61184..65519.",
+    "systemd's range 61184..65519. An account no account database (NSS) knows cannot be checked.",
 )

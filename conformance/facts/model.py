@@ -114,6 +114,9 @@ class HostFacts:
     user_homes: dict[str, str | None] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
     account_names: dict[int, str] = field(default_factory=dict)
+    # Accounts asked by name whose home and uid are not known, and why (no NSS source knows
+    # the name; the lookup failed; the name was not asked): see ``account_unknown``.
+    account_errors: dict[str, str] = field(default_factory=dict)
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     hf_caches: dict[str, dict[str, Any]] = field(default_factory=dict)
     probes: dict[str, ProbeFact] = field(default_factory=dict)
@@ -127,6 +130,10 @@ class HostFacts:
                 refused_on=self.host if self.listeners_refused else None,
             )
         return self.listeners
+
+    def account_unknown(self, user: str) -> str:
+        """Why the home and uid of ``user`` are not known (for a check's could-not-check)."""
+        return self.account_errors.get(user, f"the account {user!r} was not looked up")
 
     def unit(self, name: str) -> UnitFact:
         if name in self.units:

@@ -204,6 +204,14 @@ def test_the_account_script_lists_every_home() -> None:
     assert answer["root"]["uid"] == 0 and answer[""]["0"] == me.pw_name
 
 
+def test_the_lookup_by_name_answers_null_for_a_name_no_source_knows() -> None:
+    """The round-two script itself, run here: getpwnam per name, null where NSS finds nothing."""
+    argv = [sys.executable, "-c", scripts.ACCOUNTS_BY_NAME.text, "root", "gc_no_such_account"]
+    check_command(["python3", *argv[1:]])
+    answer = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout)
+    assert answer["root"]["uid"] == 0 and answer["gc_no_such_account"] is None
+
+
 def _studio_answers() -> dict[str, tuple[int, str]]:
     base = "/Users/thestudio/gateway/layer-gateway/optillm-local"
     metadata = {STUDIO_VENV: {"site_packages": [f"{STUDIO_VENV}/lib/python3.11/site-packages"], "packages": {}}}
@@ -303,3 +311,65 @@ def test_an_old_ss_star_is_read_with_the_family_the_kernel_gives_it_in_the_same_
     assert facts.listeners_error is None
     wildcards = {(item.family, item.address, item.dual_stack_known) for item in facts.listeners if item.port == 22}
     assert wildcards == {("ipv4", "0.0.0.0", True), ("ipv6", "::", False)}
+
+
+# A directory-service account (LDAP, SSSD) the account listing does not hold: getpwent(3)
+# enumerates only what each NSS source agrees to list, and SSSD lists nothing unless its
+# domain sets enumerate = true (sssd.conf(5): default false). getpwnam(3) asks every source.
+DIRECTORY_ACCOUNTS = {
+    "": {"0": "root", "990": "litellm"},
+    "~": {"root": {"home": "/root", "uid": 0}, "litellm": {"home": "/srv/gateway", "uid": 990}},
+    "root": {"home": "/root", "uid": 0},
+}
+
+
+def _directory_runtime(
+    inventory: Inventory, by_name: dict[str, object], tmp_path: Path
+) -> tuple[HostFacts, Replay, Runtime]:
+    answers = _mini_answers()
+    answers["user-homes"] = (0, json.dumps(DIRECTORY_ACCOUNTS))
+    answers["accounts-by-name"] = (0, json.dumps(by_name))
+    connection = Replay(inventory.host("mini"), answers)
+    facts = gather(connection, inventory)  # type: ignore[arg-type]
+    runtime = Runtime(inventory, AuditLog(tmp_path / "audit.jsonl", "test"))
+    runtime.use_facts("mini", facts)
+    return facts, connection, runtime
+
+
+def test_a_units_account_the_listing_lacks_is_asked_by_name(bare: Inventory, tmp_path: Path) -> None:
+    """optillm-proxy's User=optillm is only in the directory: round two asks NSS by name, and the
+    file under its home is read in the round after (only a host with such an account has one)."""
+    home = {"optillm": {"home": "/var/lib/optillm", "uid": 991}}
+    facts, connection, runtime = _directory_runtime(bare, home, tmp_path)
+    try:
+        assert connection.commands_run == 3
+        assert "accounts-by-name" in connection.batches[1] and "accounts-by-name" not in connection.batches[0]
+        assert connection.batches[2] == ["sudo -n cat /var/lib/optillm/.optillm/proxy_config.yaml"]
+        assert facts.user_homes["optillm"] == "/var/lib/optillm" and facts.user_ids["optillm"] == 991
+        assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None
+        account = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/optillm-proxy"))
+        assert account.outcome is Outcome.PASSED, account.summary
+    finally:
+        runtime.close()
+
+
+def test_an_account_no_account_database_knows_cannot_be_checked(bare: Inventory, tmp_path: Path) -> None:
+    """getpwnam finds nothing either: the checks that need its home or uid say they could not
+    check, naming the account; nothing is read under a guessed home, and no third round."""
+    facts, connection, runtime = _directory_runtime(bare, {"optillm": None}, tmp_path)
+    try:
+        assert connection.commands_run == 2
+        assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].path is None
+        proxy = evaluate(
+            REGISTRY.get("file-parses"),
+            _case(runtime, "file-parses", "mini/optillm-proxy:~/.optillm/proxy_config.yaml"),
+        )
+        account = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/optillm-proxy"))
+        for result in (proxy, account):
+            assert result.outcome is Outcome.BROKEN, result.summary  # could not check
+            assert "no account database (NSS) knows the account 'optillm'" in result.render()
+        # The listed account is not asked again.
+        litellm = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/litellm-orch"))
+        assert litellm.outcome is Outcome.PASSED, litellm.summary
+    finally:
+        runtime.close()
