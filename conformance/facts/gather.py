@@ -19,6 +19,7 @@ scripts run in parallel channels of it (``_run_in_lanes``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeF
 from conformance.facts.parsers import (
     KernelTables,
     ParseError,
+    listeners_from_kernel,
     parse_environment_files_property,
     parse_environment_property,
     parse_exec_start,
@@ -556,8 +558,31 @@ def _read_processes(facts: HostFacts, result: CommandResult) -> None:
             facts.processes[pid] = Process(pid, ppid, int(parts[2]) if parts[2].isdigit() else -1, parts[3])
 
 
+# ss before iproute2 4.7 has no -H (--no-header, iproute2 commit 7a4559f67c8c): its getopt
+# loop meets an unknown option, glibc's getopt prints "ss: invalid option -- 'H'" and ss
+# prints its usage and exits 255 (recorded on RHEL 6: selftest/recorded/README.md).
+_SS_WITHOUT_H = re.compile(r"invalid option -- '?H'?")
+SS_WITHOUT_H = (
+    "ss on this host does not support -H (iproute2 older than 4.7); the listening sockets were read from "
+    "/proc/net/tcp*, their processes are not known"
+)
+
+
 def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) -> None:
     primary = results[0]
+    if not primary.ok and host.os == "linux" and _SS_WITHOUT_H.search(primary.stderr):
+        kernel, why = _kernel_tables(results[1:])
+        if kernel is not None:
+            # The kernel's tables alone: families, addresses and ports certain, owners unknown.
+            facts.listeners = listeners_from_kernel(kernel)
+            facts.listeners_without_processes = SS_WITHOUT_H
+            facts.listeners_notes.append(SS_WITHOUT_H)
+            return
+        facts.listeners_error = (
+            f"{primary.command} failed: ss on this host does not support -H (iproute2 older than 4.7), "
+            f"and the kernel's socket tables were not read either ({why})"
+        )
+        return
     if not primary.ok:
         facts.listeners_error = f"{primary.command} failed (exit {primary.exit_code}): {primary.stderr.strip()[:300]}"
         facts.listeners_refused = sudo_refused(primary)

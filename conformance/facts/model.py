@@ -107,6 +107,8 @@ class HostFacts:
     listeners_error: str | None = None
     listeners_refused: bool = False  # sudo refused the listener command (the monitor's privilege)
     listeners_notes: list[str] = field(default_factory=list)  # enrichment that could not be done
+    # Set when the listeners were read without their owning processes, and why (see gather).
+    listeners_without_processes: str | None = None
     processes: dict[int, Process] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
     unit_errors: dict[str, str] = field(default_factory=dict)

@@ -54,7 +54,7 @@ class Replay:
 
     A round is one ``run_batches`` call (its batches run at once over the one connection)."""
 
-    def __init__(self, record: object, answers: dict[str, tuple[int, str]]) -> None:
+    def __init__(self, record: object, answers: dict[str, tuple[int, str] | tuple[int, str, str]]) -> None:
         self.record = record
         self.answers = answers
         self.batches: list[list[str]] = []
@@ -81,8 +81,9 @@ class Replay:
             if key.startswith("systemctl show"):
                 key = "systemctl show"
             batch.append(key)
-            code, out = self.answers.get(key, (1, ""))
-            results.append(CommandResult(tuple(argv), code, out, "" if code == 0 else f"cat: {argv[-1]}: No such file"))
+            code, out, *err = self.answers.get(key, (1, ""))
+            stderr = err[0] if err else "" if code == 0 else f"cat: {argv[-1]}: No such file"
+            results.append(CommandResult(tuple(argv), code, out, stderr))
         return results, batch
 
 
@@ -373,3 +374,70 @@ def test_an_account_no_account_database_knows_cannot_be_checked(bare: Inventory,
         assert litellm.outcome is Outcome.PASSED, litellm.summary
     finally:
         runtime.close()
+
+
+# ss before -H existed (RHEL 6 / CentOS 7's iproute 3.10): the recorded refusal of the option.
+SS_WITHOUT_H = (255, "", (RECORDED / "rhel6-ss-invalid-option-H.err").read_text())
+
+
+def test_an_ss_without_h_leaves_the_listeners_to_the_kernels_tables(bare: Inventory) -> None:
+    """ss refuses -H: the listeners come from /proc/net/tcp and tcp6 of the same round, with
+    families, addresses and ports as the kernel gives them and no process; nothing refused."""
+    answers: dict[str, tuple[int, str] | tuple[int, str, str]] = {**_mini_answers()}
+    answers["sudo -n ss -Htlnp"] = SS_WITHOUT_H
+    answers["cat /proc/net/tcp"] = (0, (RECORDED / "linux-proc-net-tcp-families.txt").read_text())
+    answers["cat /proc/net/tcp6"] = (0, (RECORDED / "linux-proc-net-tcp6-families.txt").read_text())
+    facts = gather(Replay(bare.host("mini"), answers), bare)  # type: ignore[arg-type]
+    assert facts.listeners_error is None and facts.listeners is not None
+    seen = {(item.family, item.address, item.port, item.dual_stack_known) for item in facts.listeners}
+    assert seen == {
+        ("ipv4", "127.0.0.1", 47201, True),
+        ("ipv6", "::1", 47202, True),
+        ("ipv4", "0.0.0.0", 47203, True),
+        ("ipv6", "::", 47204, False),  # V6ONLY=1, but /proc cannot say so
+        ("ipv6", "::", 47205, False),  # dual-stack: "may accept IPv4", never "IPv6 only"
+        ("ipv6", "::ffff:127.0.0.1", 47206, True),
+        ("ipv4", "0.0.0.0", 47207, True),
+        ("ipv6", "::", 47207, False),
+    }
+    assert all(item.pid is None and item.process is None for item in facts.listeners)
+    mapped = next(item for item in facts.listeners if item.port == 47206)
+    assert mapped.is_loopback_only() and mapped.reachable_at("127.0.0.1")
+    assert "does not support -H" in (facts.listeners_without_processes or "")
+
+
+def test_without_ss_the_checks_that_need_the_owner_say_why_they_could_not(bare: Inventory, tmp_path: Path) -> None:
+    """The lab Mini's recorded kernel tables (optillm-proxy on 127.0.0.1:4020), ss refusing -H:
+    the bind is judged; who serves the port could not be checked, and says why."""
+    answers: dict[str, tuple[int, str] | tuple[int, str, str]] = {**_mini_answers()}
+    answers["sudo -n ss -Htlnp"] = SS_WITHOUT_H
+    answers["cat /proc/net/tcp"] = (0, (RECORDED / "lab-mini-proc-net-tcp.txt").read_text())
+    answers["cat /proc/net/tcp6"] = (0, (RECORDED / "lab-mini-proc-net-tcp6.txt").read_text())
+    facts = gather(Replay(bare.host("mini"), answers), bare)  # type: ignore[arg-type]
+    runtime = Runtime(bare, AuditLog(tmp_path / "audit.jsonl", "test"))
+    runtime.use_facts("mini", facts)
+    try:
+        bound = evaluate(REGISTRY.get("port-bound"), _case(runtime, "port-bound", "mini/optillm-proxy:4020"))
+        assert bound.outcome is Outcome.PASSED, bound.summary
+        owner = evaluate(
+            REGISTRY.get("port-served-by-unit"), _case(runtime, "port-served-by-unit", "mini/optillm-proxy:4020")
+        )
+        assert owner.outcome is Outcome.BROKEN, owner.summary
+        assert owner.summary.startswith("could not check")
+        assert "does not support -H" in owner.summary and "/proc/net/tcp*" in owner.summary
+    finally:
+        runtime.close()
+
+
+def test_an_unknown_v6only_never_passes_a_bind_it_might_widen() -> None:
+    """A [::] whose IPV6_V6ONLY is unknown (from /proc, or old ss) against a declared '::': it
+    may accept IPv4 too, so the exact bind is not passed."""
+    from conformance.contracts.port_bound import judge_binding
+    from conformance.facts.parsers import Listener
+
+    facts = HostFacts("mini")
+    raw = (RECORDED / "linux-proc-net-tcp6-families.txt").read_text().splitlines()[3]  # [::]:47204
+    facts.listeners = [Listener("::", 47204, "ipv6", False, None, None, raw, dual_stack_known=False)]
+    lab = load_inventory(INVENTORY_DIR / "lab.yaml", environ={})
+    port = next(item for item in lab.ports if item.port == 4000).model_copy(update={"port": 47204, "bind": "::"})
+    assert judge_binding(port, facts).outcome is Outcome.BROKEN

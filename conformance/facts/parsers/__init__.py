@@ -18,6 +18,7 @@ from conformance.facts.parsers.launchd import (
 )
 from conformance.facts.parsers.listeners import (
     OLD_SS_V6ONLY,
+    PROC_V6ONLY,
     Family,
     KernelSocket,
     KernelTables,
@@ -25,6 +26,7 @@ from conformance.facts.parsers.listeners import (
     NetstatReading,
     SkippedRow,
     format_address,
+    listeners_from_kernel,
     parse_lsof,
     parse_lsof_fields,
     parse_netstat_linux,
@@ -45,6 +47,7 @@ from conformance.facts.parsers.systemd import (
 
 __all__ = [
     "OLD_SS_V6ONLY",
+    "PROC_V6ONLY",
     "Family",
     "KernelSocket",
     "KernelTables",
@@ -59,6 +62,7 @@ __all__ = [
     "is_not_found",
     "is_valid_env_name",
     "label_from_target",
+    "listeners_from_kernel",
     "parse_env_file",
     "parse_environment_files_property",
     "parse_environment_property",

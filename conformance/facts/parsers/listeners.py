@@ -34,6 +34,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 __all__ = [
     "OLD_SS_V6ONLY",
+    "PROC_V6ONLY",
     "Family",
     "KernelSocket",
     "KernelTables",
@@ -41,6 +42,7 @@ __all__ = [
     "NetstatReading",
     "SkippedRow",
     "format_address",
+    "listeners_from_kernel",
     "parse_lsof",
     "parse_lsof_fields",
     "parse_netstat_linux",
@@ -1161,3 +1163,49 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
     if reading.skipped:
         raise reading.skipped[0].error
     return reading.listeners
+
+
+# -- the kernel's tables alone (ss without -H) -------------------------------------------------
+
+_PROC_SOURCE = {"ipv4": "/proc/net/tcp", "ipv6": "/proc/net/tcp6"}
+PROC_V6ONLY = "read from /proc/net/tcp6, which does not show IPV6_V6ONLY: this IPv6 wildcard may also accept IPv4"
+
+
+def _proc_address(socket: KernelSocket) -> IPAddress:
+    """The local address of a row: 32-bit words as the host stores them, read little-endian.
+
+    Little-endian is the byte order of the hosts this harness meets (x86-64, arm64); the
+    all-zero wildcard reads the same in either order.
+    """
+    words = [socket.local_hex[index : index + 8] for index in range(0, len(socket.local_hex), 8)]
+    raw = b"".join(bytes.fromhex(word)[::-1] for word in words)
+    return ipaddress.IPv4Address(raw) if socket.family == "ipv4" else ipaddress.IPv6Address(raw)
+
+
+def listeners_from_kernel(kernel: KernelTables) -> list[Listener]:
+    """The listening sockets (state 0A, TCP_LISTEN) of ``/proc/net/tcp`` and ``/proc/net/tcp6``.
+
+    For a host whose ss cannot be asked: family (the file), address and port are the kernel's
+    own; the owning process is not in these files (only uid and inode), so ``pid`` is None. An
+    IPv6 wildcard's dual-stack answer is not known (``PROC_V6ONLY``). A v4-mapped bind
+    (``::ffff:a.b.c.d``) keeps its IPv6 family and accepts IPv4 to ``a.b.c.d`` only.
+    """
+    out: list[Listener] = []
+    for socket in (*kernel.tcp, *(kernel.tcp6 or ())):
+        if socket.state != _TCP_LISTEN:
+            continue
+        ip = _proc_address(socket)
+        wildcard6 = socket.family == "ipv6" and ip.is_unspecified
+        listener = _make(
+            ip,
+            socket.port,
+            family=socket.family,
+            dual_stack=False,
+            raw=f"{_PROC_SOURCE[socket.family]}: {socket.raw.strip()}",
+            dual_stack_known=not wildcard6,
+        )
+        out.append(listener)
+    # SO_REUSEPORT siblings are one binding; the note goes on after the merge (which rebuilds).
+    return [
+        replace(item, notes=(PROC_V6ONLY,)) if not item.dual_stack_known else item for item in _merge_same_binding(out)
+    ]
