@@ -6,25 +6,37 @@ from conformance.contracts._listeners import declared_endpoints, describe, endpo
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Host, Inventory
-from conformance.results import Result, listener_cause, passed, violated
+from conformance.results import Result, broken, listener_cause, passed, violated
 
 
 def judge_listeners(host: Host, inventory: Inventory, facts: HostFacts) -> Result:
     listeners = facts.require_listeners()
     declared = {port.port for port in inventory.ports if port.host == host.name}
     strays = []
+    unknown = []  # allowed only if its process is the rule's, and its process is not known
     for listener in listeners:
         if listener.is_loopback_only() or listener.port in declared:
             continue
-        allowed = any(
-            rule.port == listener.port
-            and (rule.bind is None or declared_endpoints(rule.bind) >= endpoints(listener))
-            and (rule.process is None or rule.process == listener.process)
+        bound = [
+            rule
             for rule in host.allowed_listeners
-        )
-        if not allowed:
+            if rule.port == listener.port
+            and (rule.bind is None or declared_endpoints(rule.bind) >= endpoints(listener))
+        ]
+        if any(rule.process is None or rule.process == listener.process for rule in bound):
+            continue
+        if bound and listener.process is None and listener.pid is None:
+            unknown.append(listener)
+        else:
             strays.append(listener)
     notes = {"not known": "\n".join(facts.listeners_notes)} if facts.listeners_notes else {}
+    if not strays and unknown:
+        why = facts.listeners_without_processes or "the listening process is not known"
+        names = ", ".join(f"{item.bind_text()}:{item.port}" for item in unknown)
+        return broken(
+            f"could not check: {names} is allowed only for a named process, and {why}",
+            **{"unknown owner": describe(unknown), **notes},
+        )
     if strays:
         names = ", ".join(f"{item.bind_text()}:{item.port} ({item.process or 'unknown process'})" for item in strays)
         return violated(

@@ -6,7 +6,7 @@ from conformance.contracts._listeners import declared_endpoints, describe, endpo
 from conformance.contracts.base import Case, ContractSpec, Scope
 from conformance.facts.model import HostFacts
 from conformance.inventory.model import Port
-from conformance.results import Result, listener_cause, passed, violated
+from conformance.results import Result, broken, listener_cause, passed, violated
 
 
 def judge_binding(port: Port, facts: HostFacts) -> Result:
@@ -18,6 +18,16 @@ def judge_binding(port: Port, facts: HostFacts) -> Result:
     evidence = {"declared": f"{port.bind}:{port.port}", "listening": describe(listeners)}
     if not listeners:
         return violated(f"nothing listens on port {port.port} (declared {port.bind}:{port.port})", **evidence)
+    # An IPv6 wildcard whose IPV6_V6ONLY is not known may also accept IPv4: a verdict that
+    # hangs on it is not given.
+    open_question = [item for item in listeners if not item.dual_stack_known and item.family == "ipv6"]
+    wider = have | ({("ipv4", "0.0.0.0")} if open_question else set())
+    if (have == want) != (wider == want):
+        return broken(
+            f"could not check: whether {', '.join(item.endpoint_text() for item in open_question)} also accepts "
+            f"IPv4 is not known (declared {port.bind}:{port.port})",
+            **evidence,
+        )
     extra = sorted(have - want)
     missing = sorted(want - have)
     if extra or missing:

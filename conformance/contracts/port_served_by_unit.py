@@ -23,9 +23,9 @@ def judge_owner(port: Port, unit: Unit, facts: HostFacts) -> Result:
         ).caused_by(listener_cause(port.host, port.port))
     unknown = [item for item in listeners if item.pid is None]
     if unknown:
+        why = facts.listeners_without_processes or "process info needs root for ss -p"
         return broken(
-            f"the owner of port {port.port} is not visible (process info needs root for ss -p)",
-            **{"listeners": describe(unknown)},
+            f"could not check: the owner of port {port.port} is not visible ({why})", **{"listeners": describe(unknown)}
         )
     strangers = [
         item for item in listeners if item.pid is not None and not facts.descends_from(item.pid, fact.main_pid)

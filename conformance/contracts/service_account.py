@@ -10,6 +10,14 @@ from conformance.inventory.model import Service
 from conformance.paths import unit_of
 from conformance.results import Result, passed, skipped, unit_cause, violated
 
+# systemd.exec(5), DynamicUser=: "Dynamic users/groups are allocated from the UID/GID range
+# 61184…65519" (DYNAMIC_UID_MIN/DYNAMIC_UID_MAX, src/basic/user-util.h, systemd 252). "If a
+# statically allocated user or group of the configured name already exists, it is used and no
+# dynamic user/group is allocated"; User= left empty names the user after the unit
+# (unit_patch_contexts, src/core/unit.c: user_from_unit_name). A dynamic user's uid changes
+# from start to start and its name is known to NSS only through nss-systemd, while it runs.
+DYNAMIC_UIDS = range(61184, 65519 + 1)
+
 
 def judge_account(
     service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts, user_source: str | None = None
@@ -21,8 +29,19 @@ def judge_account(
     problems = []
     causes = []
     expected_uid = facts.user_ids.get(service.user)
+    dynamic = [
+        unit_name
+        for unit_name, _ in main_pids
+        if (unit := facts.units.get(unit_name)) is not None and unit.dynamic_user and unit.user == service.user
+    ]
+    if expected_uid is None and dynamic:
+        return _judge_dynamic(service, main_pids, facts, evidence)
     if expected_uid is None:
-        return violated(f"the account {service.user!r} of {service.name} does not exist on {service.host}")
+        # getpwnam(3) finding nothing is no proof that the account does not exist: it is also
+        # what an unreachable directory service answers. Its uid is not known, so nothing is judged.
+        raise FactUnavailable(
+            f"the uid of {service.name}'s account is not known: {facts.account_unknown(service.user)}"
+        )
     names = {**facts.account_names, **{uid: name for name, uid in facts.user_ids.items()}}
     for unit_name, pid in main_pids:
         process = facts.processes.get(pid) if pid else None
@@ -37,6 +56,38 @@ def judge_account(
     if problems:
         return violated(f"{service.name} does not run as {service.user}", *problems, **evidence).caused_by(*causes)
     return passed(f"{service.name} runs as {service.user}", **evidence)
+
+
+def _judge_dynamic(
+    service: Service, main_pids: list[tuple[str, int | None]], facts: HostFacts, evidence: dict[str, str]
+) -> Result:
+    """The account is a systemd dynamic user no account database lists: its uid is transient."""
+    assert service.user is not None
+    problems: list[str] = []
+    causes = []
+    for unit_name, pid in main_pids:
+        process = facts.processes.get(pid) if pid else None
+        unit = facts.units.get(unit_name)
+        if process is None:
+            problems.append(f"{unit_name} has no running process")
+            causes.append(unit_cause(service.host, unit_name))
+            continue
+        evidence[unit_name] = (
+            f"pid {pid} uid {process.uid} ({process.command}): dynamic user {service.user!r} (DynamicUser=yes), "
+            f"a transient uid from systemd's range {DYNAMIC_UIDS.start}..{DYNAMIC_UIDS.stop - 1}"
+        )
+        if unit is None or not unit.dynamic_user or unit.user != service.user:
+            problems.append(f"{unit_name} does not run as the dynamic user {service.user!r}")
+        elif process.uid not in DYNAMIC_UIDS:
+            problems.append(
+                f"{unit_name} runs as uid {process.uid}, outside systemd's dynamic range: not the dynamic user "
+                f"{service.user!r}"
+            )
+    if problems:
+        return violated(
+            f"{service.name} does not run as the dynamic user {service.user}", *problems, **evidence
+        ).caused_by(*causes)
+    return passed(f"{service.name} runs as the dynamic user {service.user}", **evidence)
 
 
 def judge(case: Case) -> Result:
@@ -65,5 +116,7 @@ CONTRACT = ContractSpec(
     needs_running=True,
     statement="Each service runs as its declared account.",
     rule="The main process of each of the service's units runs with the uid of the declared user (the site's, "
-    "else the one its units name: systemd User=, launchd UserName or domain, else root).",
+    "else the one its units name: systemd User=, launchd UserName or domain, else root). A systemd "
+    "DynamicUser=yes unit whose account no account database lists runs as its dynamic user: a transient uid in "
+    "systemd's range 61184..65519. An account no account database (NSS) knows cannot be checked.",
 )

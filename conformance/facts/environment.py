@@ -99,10 +99,13 @@ def _file_by_path(facts: HostFacts, path: str) -> Any:
 def service_home(facts: HostFacts, service: Service, env: dict[str, str] | None = None) -> str | None:
     if env and env.get("HOME"):
         return env["HOME"]
-    user = service.user
-    if user is None and service.unit and service.unit.name in facts.units:
-        user = facts.units[service.unit.name].user
-    return facts.user_homes.get(user or "root")
+    return facts.user_homes.get(_service_user(facts, service) or "root")
+
+
+def _service_user(facts: HostFacts, service: Service) -> str | None:
+    if service.user is None and service.unit and service.unit.name in facts.units:
+        return facts.units[service.unit.name].user
+    return service.user
 
 
 def hf_cache_of(env: dict[str, str], facts: HostFacts, service: Service) -> str | None:
@@ -197,7 +200,10 @@ def _load_proxy_config(facts: HostFacts, service: Service, settings: OptiLLMSett
         return fact.content
 
     if home is None:
-        settings.proxy_config_error = f"home directory of {service.user or 'the service user'} is unknown"
+        user = _service_user(facts, service) or "root"
+        settings.proxy_config_error = (
+            f"home directory of {user!r} (the service user) is unknown: {facts.account_unknown(user)}"
+        )
         return
     apply_proxy_plugin(settings, resolve_proxy_plugin(home, read, settings.env))
 

@@ -8,7 +8,10 @@ monitor's), repo-relative
 files and venvs when the site gives no repo root or venv and the host's units name them
 (``conformance.facts.discovery``), the ``pyvenv.cfg`` of the venv a unit's program runs
 from, environment files a unit names, and the HF caches the instances' environments point
-at instead of the declared one (a host that needs none of these has no round two). Each
+at instead of the declared one (a host that needs none of these has no round two), and, by
+name, the accounts the units name that round one's account listing lacks (a directory
+service need not enumerate); what lies under such an account's home is read in a third round,
+which a host whose accounts round one resolved never has. Each
 round is one set of allow-listed commands over the host's one SSH connection; its slow
 scripts run in parallel channels of it (``_run_in_lanes``).
 """
@@ -16,6 +19,7 @@ scripts run in parallel channels of it (``_run_in_lanes``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -25,8 +29,10 @@ from conformance.facts.discovery import discover, pyvenv_key, settled_service, v
 from conformance.facts.environment import hf_cache_of, instance_environment
 from conformance.facts.model import FactUnavailable, FileFact, HostFacts, ProbeFact, Process, UnitFact
 from conformance.facts.parsers import (
+    KernelTables,
     LaunchdServiceNotFound,
     ParseError,
+    listeners_from_kernel,
     parse_environment_files_property,
     parse_environment_property,
     parse_exec_start,
@@ -56,6 +62,7 @@ SYSTEMD_PROPERTIES = (
     "Environment",
     "EnvironmentFiles",
     "WorkingDirectory",
+    "DynamicUser",
 )
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -143,7 +150,10 @@ def _sudo(host: Host, argv: list[str]) -> list[str]:
 
 def _listener_commands(host: Host) -> list[list[str]]:
     if host.os == "linux":
-        return [_sudo(host, ["ss", "-Htlnp"])]
+        # The kernel's own tables, read in the same round: ss's '*' is the IPv4 wildcard on old
+        # iproute2 and the dual-stack IPv6 one on newer; the file a socket is in is its family.
+        # World-readable, so no sudo (and nothing more for the monitor's sudoers).
+        return [_sudo(host, ["ss", "-Htlnp"]), ["cat", "/proc/net/tcp"], ["cat", "/proc/net/tcp6"]]
     return [_sudo(host, ["lsof", "-nP", "-iTCP", "-sTCP:LISTEN"]), ["netstat", "-anv", "-p", "tcp"]]
 
 
@@ -217,6 +227,11 @@ def gather(connection: HostConnection, inventory: Inventory) -> HostFacts:
     facts.user_homes.update({user: (entry or {}).get("home") for user, entry in accounts.items()})
     facts.user_ids = {user: int(entry["uid"]) for user, entry in listed.items() if entry}
     facts.user_ids.update({user: int(entry["uid"]) for user, entry in accounts.items() if entry})
+    for user in users:
+        if user not in facts.user_ids:
+            facts.account_errors[user] = (
+                nss_unknown(user) if user in accounts else "the account database was not read (see the host's problems)"
+            )
     if plan.venvs:
         facts.packages = _json(next(results), facts, "package metadata") or {}
     if plan.probes:
@@ -266,6 +281,82 @@ def _run_in_lanes(connection: HostConnection, commands: list[list[str]]) -> list
 
 
 def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan, facts: HostFacts) -> None:
+    lookup = _accounts_to_look_up(inventory, plan, facts)
+    asked_caches = _read_round(connection, inventory, plan, facts, lookup)
+    if lookup:
+        # The files under a home that round two's lookup found (and the HF caches such a home
+        # holds) take one more round; a host whose accounts round one resolved never comes here.
+        _read_round(connection, inventory, plan, facts, [], asked_caches)
+
+
+def _accounts_to_look_up(inventory: Inventory, plan: HostPlan, facts: HostFacts) -> list[str]:
+    """The accounts the checks need that round one did not resolve, to ask NSS by name.
+
+    Round one asked getpwnam for the site's users and root, and listed the accounts
+    getpwent(3) enumerates; a unit's User= or a plist's UserName the listing lacks (a
+    directory-service account: sssd.conf(5) ``enumerate`` defaults to false) is asked here.
+    """
+    host = plan.host
+    wanted: list[str] = []
+    for name, _ in plan.units:
+        unit = facts.units.get(name)
+        if unit is not None and unit.user:
+            wanted.append(unit.user)
+    for service in inventory.services_on(host.name):
+        if service.is_live:
+            user = settled_service(inventory, service, facts).user
+            if user:
+                wanted.append(user)
+    lookup: list[str] = []
+    for user in dict.fromkeys(wanted):
+        if user in facts.user_ids or user in facts.account_errors:
+            continue
+        if _refused(["python3", "-c", scripts.ACCOUNTS_BY_NAME.text, user]):
+            facts.account_errors[user] = (
+                f"the account name {user!r} is outside the allow-list's account-name grammar, so it was not looked up"
+            )
+            continue
+        lookup.append(user)
+    return lookup
+
+
+def _read_accounts_by_name(
+    facts: HostFacts, asked: list[str], answers: dict[str, object], result: CommandResult
+) -> None:
+    for user in asked:
+        entry = answers.get(user)
+        if isinstance(entry, dict):
+            facts.user_homes[user] = entry.get("home")
+            facts.user_ids[user] = int(entry["uid"])
+        elif user in answers:
+            facts.account_errors[user] = nss_unknown(user)
+        else:
+            facts.account_errors[user] = (
+                f"the lookup of {user!r} gave no answer ({result.command}: exit {result.exit_code}: "
+                f"{result.stderr.strip()[:200]})"
+            )
+
+
+def nss_unknown(user: str) -> str:
+    """Why an account getpwnam(3) did not find is unknown: no account database knows it."""
+    return (
+        f"no account database (NSS) knows the account {user!r}: getpwnam asked every passwd source "
+        "nsswitch.conf lists (files, LDAP, SSSD, ...) and none answered for it"
+    )
+
+
+def _read_round(
+    connection: HostConnection,
+    inventory: Inventory,
+    plan: HostPlan,
+    facts: HostFacts,
+    lookup: list[str],
+    follow_up: set[str] | None = None,
+) -> set[str]:
+    """Round two (``follow_up`` None), or the round after it for what waited on ``lookup``.
+
+    ``follow_up`` holds the HF caches round two asked; returns the caches this round asked.
+    """
     host = connection.record
     commands: list[list[str]] = []
     pending: list[tuple[str, str, FileRequest | None, str]] = []
@@ -280,10 +371,15 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         if request.key in facts.files:
             continue  # read in round one
         service = settled[request.service.name]
+        home_of = (service.user or _unit_user(facts, service) or "root") if request.declared.startswith("~/") else None
+        if home_of in lookup:
+            continue  # its home is asked in this round: the file is read in the next
         path, why = resolve_path(service, request.declared, facts.user_homes, _unit_user(facts, service))
         if path is None:
             field = "user" if request.declared.startswith("~/") and service.user is None else "repo_root"
             why = discovery.why_unknown(service.name, field) or why
+            if home_of is not None and not facts.user_homes.get(home_of):
+                why = f"{why}: {facts.account_unknown(home_of)}"
             facts.files[request.key] = FileFact(request.declared, None, False, None, why, request.secret)
             continue
         # As in round one: a secret file through sudo; a file under another user's home too,
@@ -312,7 +408,7 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
     # A venv a unit's program runs from counts only with its pyvenv.cfg (PEP 405); the
     # package metadata of a pinned service's venv is asked in the same batch.
     venvs: list[str] = []
-    for name, candidates in venv_candidates(inventory, host.name, facts).items():
+    for name, candidates in venv_candidates(inventory, host.name, facts).items() if follow_up is None else ():
         for venv in candidates:
             marker = f"{venv}/pyvenv.cfg"
             refused = _refused(["cat", marker])
@@ -323,7 +419,7 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
             pending.append((pyvenv_key(venv), marker, None, marker))
             if settled[name].package_pins and venv not in facts.packages and venv not in venvs:
                 venvs.append(venv)
-    for service in settled.values():
+    for service in settled.values() if follow_up is None else ():
         known = venv_path(service)
         if known and service.package_pins and known not in facts.packages and known not in venvs:
             venvs.append(known)
@@ -336,14 +432,17 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         commands.append(["python3", "-c", scripts.PACKAGE_VERSIONS.text, *venvs])
     # Caches not listed in round one: a declared one that is not absolute, and those the
     # instances' environments point at instead of the declared one.
-    caches = [cache for cache in plan.caches if cache not in facts.hf_caches]
+    asked = set(follow_up or ())
+    caches = [cache for cache in plan.caches if cache not in facts.hf_caches] if follow_up is None else []
     for cache in effective_hf_caches(inventory, host.name, facts):
-        if cache not in caches and cache not in facts.hf_caches:
+        if cache not in caches and cache not in facts.hf_caches and cache not in asked:
             caches.append(cache)
     if caches:
         commands.append(["python3", "-c", scripts.HF_CACHE_LISTING.text, *caches])
+    if lookup:
+        commands.append(["python3", "-c", scripts.ACCOUNTS_BY_NAME.text, *lookup])
     if not commands:
-        return
+        return set(caches)
     results = _run_in_lanes(connection, commands)
     for (key, path, origin, declared), result in zip(pending, results, strict=False):
         secret = origin.secret if origin else not key.startswith("pyvenv:")
@@ -353,6 +452,10 @@ def _round_two(connection: HostConnection, inventory: Inventory, plan: HostPlan,
         facts.packages.update(_json(next(tail), facts, "package metadata") or {})
     if caches:
         facts.hf_caches.update(_json(next(tail), facts, "HF cache listing") or {})
+    if lookup:
+        result = next(tail)
+        _read_accounts_by_name(facts, lookup, _json(result, facts, "accounts by name") or {}, result)
+    return set(caches)
 
 
 def _refused(command: list[str]) -> str | None:
@@ -456,15 +559,44 @@ def _read_processes(facts: HostFacts, result: CommandResult) -> None:
             facts.processes[pid] = Process(pid, ppid, int(parts[2]) if parts[2].isdigit() else -1, parts[3])
 
 
+# ss before iproute2 4.7 has no -H (--no-header, iproute2 commit 7a4559f67c8c): its getopt
+# loop meets an unknown option, glibc's getopt prints "ss: invalid option -- 'H'" and ss
+# prints its usage and exits 255 (recorded on RHEL 6: selftest/recorded/README.md).
+_SS_WITHOUT_H = re.compile(r"invalid option -- '?H'?")
+SS_WITHOUT_H = (
+    "ss on this host does not support -H (iproute2 older than 4.7); the listening sockets were read from "
+    "/proc/net/tcp*, their processes are not known"
+)
+
+
 def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) -> None:
     primary = results[0]
+    if not primary.ok and host.os == "linux" and _SS_WITHOUT_H.search(primary.stderr):
+        kernel, why = _kernel_tables(results[1:])
+        if kernel is not None:
+            # The kernel's tables alone: families, addresses and ports certain, owners unknown.
+            facts.listeners = listeners_from_kernel(kernel)
+            facts.listeners_without_processes = SS_WITHOUT_H
+            facts.listeners_notes.append(SS_WITHOUT_H)
+            return
+        facts.listeners_error = (
+            f"{primary.command} failed: ss on this host does not support -H (iproute2 older than 4.7), "
+            f"and the kernel's socket tables were not read either ({why})"
+        )
+        return
     if not primary.ok:
         facts.listeners_error = f"{primary.command} failed (exit {primary.exit_code}): {primary.stderr.strip()[:300]}"
         facts.listeners_refused = sudo_refused(primary)
         return
     try:
         if host.os == "linux":
-            facts.listeners = parse_ss(primary.stdout)
+            kernel, why = _kernel_tables(results[1:])
+            facts.listeners = parse_ss(primary.stdout, kernel)
+            if why and any(item.dual_stack for item in facts.listeners):
+                facts.listeners_notes.append(
+                    f"the kernel's socket tables were not read ({why}): ss's '*' was taken as the dual-stack "
+                    "IPv6 wildcard, as newer ss prints it (older ss prints '*' for the IPv4 wildcard)"
+                )
             return
         # lsof is the primary source; netstat only enriches it (see macos_listeners).
         secondary = results[1] if len(results) > 1 else None
@@ -479,6 +611,25 @@ def _read_listeners(facts: HostFacts, host: Host, results: list[CommandResult]) 
         facts.listeners_notes = combined.notes
     except ParseError as exc:
         facts.listeners_error = str(exc)
+
+
+def _kernel_tables(results: list[CommandResult]) -> tuple[KernelTables | None, str | None]:
+    """``/proc/net/tcp`` and ``/proc/net/tcp6`` as read, or None and why not.
+
+    A missing ``/proc/net/tcp6`` is an answer (IPv6 is off: no IPv6 socket exists); any other
+    failure leaves the family of a ``*`` row to ss's newer convention.
+    """
+    if len(results) < 2:
+        return None, "not asked"
+    tcp, tcp6 = results[0], results[1]
+    if not tcp.ok:
+        return None, f"{tcp.command}: exit {tcp.exit_code}: {tcp.stderr.strip()[:200]}"
+    if not tcp6.ok and "No such file" not in tcp6.stderr:
+        return None, f"{tcp6.command}: exit {tcp6.exit_code}: {tcp6.stderr.strip()[:200]}"
+    try:
+        return KernelTables.read(tcp.stdout, tcp6.stdout if tcp6.ok else None), None
+    except ParseError as exc:
+        return None, str(exc)
 
 
 def _read_units(facts: HostFacts, host: Host, plan: HostPlan, results: list[CommandResult]) -> None:
@@ -606,10 +757,16 @@ def _systemd_unit(name: str, props: dict[str, str]) -> UnitFact:
         unit_file_state=file_state,
         definition_path=props.get("FragmentPath") or None,
         main_pid=main_pid,
-        user=props.get("User") or None,
+        user=props.get("User") or (_unit_prefix(name) if props.get("DynamicUser") == "yes" else None),
         argv=parse_exec_start(exec_start) if exec_start else (),
         environment=parse_environment_property(props.get("Environment", "")),
         environment_files=tuple(parse_environment_files_property(props.get("EnvironmentFiles", ""))),
         working_directory=props.get("WorkingDirectory") or None,
         raw_state={key: props.get(key, "") for key in ("LoadState", "ActiveState", "SubState", "UnitFileState")},
+        dynamic_user=props.get("DynamicUser") == "yes",
     )
+
+
+def _unit_prefix(name: str) -> str:
+    """The name systemd gives a dynamic user when User= is empty (unit_name_to_prefix)."""
+    return name.split("@", 1)[0] if "@" in name else name.rsplit(".", 1)[0]

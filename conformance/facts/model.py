@@ -59,6 +59,9 @@ class UnitFact:
     # Why the definition (the launchd plist) could not be read, when it could not: then
     # ``enabled`` is unknown.
     definition_error: str | None = None
+    # systemd DynamicUser=yes: the unit runs as a transient uid allocated at start (see
+    # conformance.contracts.service_account); ``user`` is then that dynamic user's name.
+    dynamic_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class HostFacts:
     listeners_error: str | None = None
     listeners_refused: bool = False  # sudo refused the listener command (the monitor's privilege)
     listeners_notes: list[str] = field(default_factory=list)  # enrichment that could not be done
+    # Set when the listeners were read without their owning processes, and why (see gather).
+    listeners_without_processes: str | None = None
     processes: dict[int, Process] = field(default_factory=dict)
     units: dict[str, UnitFact] = field(default_factory=dict)
     unit_errors: dict[str, str] = field(default_factory=dict)
@@ -117,6 +122,9 @@ class HostFacts:
     user_homes: dict[str, str | None] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
     account_names: dict[int, str] = field(default_factory=dict)
+    # Accounts asked by name whose home and uid are not known, and why (no NSS source knows
+    # the name; the lookup failed; the name was not asked): see ``account_unknown``.
+    account_errors: dict[str, str] = field(default_factory=dict)
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
     hf_caches: dict[str, dict[str, Any]] = field(default_factory=dict)
     probes: dict[str, ProbeFact] = field(default_factory=dict)
@@ -130,6 +138,10 @@ class HostFacts:
                 refused_on=self.host if self.listeners_refused else None,
             )
         return self.listeners
+
+    def account_unknown(self, user: str) -> str:
+        """Why the home and uid of ``user`` are not known (for a check's could-not-check)."""
+        return self.account_errors.get(user, f"the account {user!r} was not looked up")
 
     def unit(self, name: str) -> UnitFact:
         if name in self.units:

@@ -3,7 +3,11 @@
 ``sudo -l`` lists the invoking user's rules without running anything. This module reads its
 short listing, as sudo 1.9 prints it (``display_privs`` and ``display_priv_short`` in
 plugins/sudoers/parse.c, ``sudoers_format_cmndspec`` and ``sudoers_format_member_int`` in
-plugins/sudoers/fmtsudoers.c, tag SUDO_1_9_13p3), and models sudoers(5) matching for the
+plugins/sudoers/fmtsudoers.c, tag SUDO_1_9_13p3), and its long form (``sudo -l -l``, or a
+long listing a configuration prints: ``display_priv_long`` in parse.c, one ``Sudoers entry:``
+block per rule, or ``LDAP Role:`` from sudo's LDAP backend, with ``RunAsUsers:``,
+``RunAsGroups:``, ``Options:`` where NOPASSWD is ``!authenticate``, and ``Commands:`` one per
+line), with the same matching semantics. It models sudoers(5) matching for the
 few commands the harness runs as root. The rules modelled, with their source:
 
 - last match wins: "Where there are multiple matches, the last match is used" (sudoers(5),
@@ -41,6 +45,13 @@ _DEFAULTS_HEADER = re.compile(r"^Matching Defaults entries for (\S+) on (\S+):$"
 _BOUND_DEFAULTS_HEADER = re.compile(r"^Runas and Command-specific defaults for (\S+):$")
 _PRIVS_HEADER = re.compile(r"^User (\S+) may run the following commands on (\S+):$")
 _NOT_ALLOWED = re.compile(r"^User (\S+) is not allowed to run sudo on (\S+)\.$")
+# The long form (parse.c, display_priv_long): a block per rule; sudo >= 1.9.14 adds the file.
+_ENTRY_HEADER = re.compile(r"^(Sudoers entry:|LDAP Role:)(\s.*)?$")
+_ENTRY_FIELD = re.compile(r"^\s+([A-Za-z]+):(?:\s(.*))?$")
+# Long-form fields and the short form's option each stands for; any other field is not modelled.
+_LONG_OPTIONS = {"Cwd": "CWD", "Chroot": "CHROOT", "Timeout": "TIMEOUT", "NotBefore": "NOTBEFORE"}
+_LONG_OPTIONS |= {"NotAfter": "NOTAFTER", "Role": "ROLE", "Type": "TYPE", "ApparmorProfile": "APPARMOR_PROFILE"}
+_LONG_OPTIONS |= {"Privs": "PRIVS", "Limitprivs": "LIMITPRIVS"}
 _TAG = re.compile(
     r"^(NOPASSWD|PASSWD|SETENV|NOSETENV|NOEXEC|EXEC|INTERCEPT|NOINTERCEPT|LOG_INPUT|NOLOG_INPUT|"
     r"LOG_OUTPUT|NOLOG_OUTPUT|MAIL|NOMAIL|FOLLOW|NOFOLLOW): "
@@ -49,6 +60,7 @@ _OPTION = re.compile(r"^(CWD|CHROOT|TIMEOUT|NOTBEFORE|NOTAFTER|ROLE|TYPE|APPARMO
 _DIGEST = re.compile(r"^(sha224|sha256|sha384|sha512):\S+ ")
 # Options whose effect this module does not model: a command carrying one is "cannot tell".
 _UNMODELLED_OPTIONS = {"CHROOT", "NOTBEFORE", "NOTAFTER", "ROLE", "TYPE", "APPARMOR_PROFILE", "PRIVS", "LIMITPRIVS"}
+_UNMODELLED_OPTIONS |= {"UNKNOWN_FIELD"}
 # Characters sudo escapes with a backslash when it prints a command (parse.h SUDOERS_QUOTED_CMD)
 # or its arguments (SUDOERS_QUOTED_ARG).
 _QUOTED_CMD = ":,= \t#"
@@ -131,7 +143,8 @@ def _logical_lines(lines: Sequence[str]) -> list[str]:
     (the privilege buffer is set up with an indent of 8, sudo_lbuf_init in display_privs)."""
     joined: list[str] = []
     for line in lines:
-        if line.startswith("        ") and joined and joined[-1].startswith("    ("):
+        # A long-form command (tab-indented) wraps the same way.
+        if line.startswith("        ") and joined and joined[-1].startswith(("    (", "\t")):
             joined[-1] = joined[-1].rstrip() + " " + line.strip()
         else:
             joined.append(line.rstrip())
@@ -208,8 +221,62 @@ def _split_command(body: str) -> tuple[str, str | None]:
     return _unescape(body, _QUOTED_CMD), None
 
 
+class _LongEntry:
+    """One ``Sudoers entry:`` (or ``LDAP Role:``) block of the long form, read field by field."""
+
+    def __init__(self, header: str) -> None:
+        self.header = header
+        self.users = ""
+        self.groups = ""
+        self.nopasswd = False
+        self.options: list[str] = []
+        self.lines: list[str] = []
+        self.in_commands = False
+
+    def add(self, line: str) -> None:
+        field = _ENTRY_FIELD.match(line) if not line.startswith("\t") else None
+        if field is None or (self.in_commands and field.group(1) not in _KNOWN_FIELDS):
+            if not self.in_commands:
+                raise SudoListingError(f"a line of {self.header!r} is not a field: {line[:120]!r}")
+            self.lines.append(line.strip())
+            return
+        name, value = field.group(1), (field.group(2) or "").strip()
+        self.in_commands = name == "Commands"
+        if name == "RunAsUsers":
+            self.users = value
+        elif name == "RunAsGroups":
+            self.groups = value
+        elif name == "Options":
+            for option in (part.strip() for part in _UNESCAPED_COMMA.split(value)):
+                if option in {"!authenticate", "authenticate"}:
+                    self.nopasswd = option == "!authenticate"  # sudoers(5): NOPASSWD is !authenticate
+        elif name in _LONG_OPTIONS:
+            self.options.append(f"{_LONG_OPTIONS[name]}={value}")
+        elif name not in {"Commands", "Matched"}:
+            self.options.append(f"UNKNOWN_FIELD={name}")  # a field this module does not know: cannot tell
+
+    def commands(self) -> list[SudoCommand]:
+        if not self.users and not self.groups:
+            raise SudoListingError(f"{self.header!r} has no RunAsUsers or RunAsGroups")
+        runas = self.users if not self.groups else f"{self.users} : {self.groups}"
+        out: list[SudoCommand] = []
+        for piece in self.lines:
+            options = list(self.options)
+            digest = _DIGEST.match(piece)
+            if digest:
+                options.append(digest.group(0).strip())
+                piece = piece[digest.end() :]
+            negated = piece.startswith("!")
+            command, args = _split_command(piece[1:] if negated else piece)
+            out.append(SudoCommand(runas, command, args, negated, self.nopasswd, tuple(options), piece))
+        return out
+
+
+_KNOWN_FIELDS = {"RunAsUsers", "RunAsGroups", "Options", "Commands", "Matched", *_LONG_OPTIONS}
+
+
 def parse_sudo_list(text: str) -> SudoListing:
-    """Parse ``sudo -l`` output (sudo 1.9, short form); SudoListingError when it is not one."""
+    """Parse ``sudo -l`` or ``sudo -l -l`` output (sudo 1.9); SudoListingError when it is not one."""
     lines = _logical_lines(text.splitlines())
     section = ""
     user = host = ""
@@ -217,8 +284,17 @@ def parse_sudo_list(text: str) -> SudoListing:
     bound: list[str] = []
     commands: list[SudoCommand] = []
     seen_privileges = False
+    entry: _LongEntry | None = None
     for line in lines:
         if not line.strip():
+            continue
+        if section == "privileges" and _ENTRY_HEADER.match(line):
+            if entry is not None:
+                commands += entry.commands()
+            entry = _LongEntry(line.strip())
+            continue
+        if entry is not None and not _PRIVS_HEADER.match(line) and not _DEFAULTS_HEADER.match(line):
+            entry.add(line)
             continue
         if match := _DEFAULTS_HEADER.match(line):
             section, user, host = "defaults", match.group(1), match.group(2)
@@ -240,6 +316,8 @@ def parse_sudo_list(text: str) -> SudoListing:
             commands += _parse_rule_line(line)
         else:
             raise SudoListingError(f"unexpected line before any section of the listing: {line[:120]!r}")
+    if entry is not None:
+        commands += entry.commands()
     if not seen_privileges:
         raise SudoListingError("no 'User ... may run the following commands' section (another language?)")
     return SudoListing(user, host, _split_defaults(defaults), tuple(line.strip() for line in bound), tuple(commands))

@@ -130,9 +130,13 @@ with lock:
     ),
 )
 
-# Accounts: {user: {"home": ..., "uid": ...} or null} for the users asked (getpwnam also finds
-# directory-service accounts that getpwall may not list), plus every listed account's name by uid
-# ('') and home and uid by name ('~'). getent is not on macOS; pwd is.
+# Accounts: {user: {"home": ..., "uid": ...} or null} for the users asked, plus every listed
+# account's name by uid ('') and home and uid by name ('~'). getent is not on macOS; pwd is.
+# The names asked are looked up one by one with getpwnam, which asks every source nsswitch.conf
+# lists for passwd (getpwnam(3)); the listing is getpwent(3), which a directory service need not
+# answer: SSSD does not enumerate unless told to (sssd.conf(5): "enumerate ... Default: FALSE"),
+# nor do nss_ldap/nslcd setups that turn enumeration off. So the listing only spares a lookup:
+# an account the checks need and the listing lacks is asked by name (ACCOUNTS_BY_NAME).
 USER_HOMES = Script(
     "user-homes",
     """import json,pwd,sys
@@ -149,7 +153,23 @@ print(json.dumps(out))""",
     lambda args: bool(args) and all(_ACCOUNT.fullmatch(arg) for arg in args),
 )
 
-ALL_SCRIPTS = (PACKAGE_VERSIONS, HF_CACHE_LISTING, IN_HOST_PROBE, USER_HOMES)
+# The same lookup by name alone, {user: {"home": ..., "uid": ...} or null}: for the accounts
+# the units name (User=, UserName) that round one's listing did not hold. Python's
+# pwd.getpwnam raises KeyError whenever getpwnam(3) returns NULL, so null means that no NSS
+# source answered for the name (not found, or a source that could not be reached).
+ACCOUNTS_BY_NAME = Script(
+    "accounts-by-name",
+    """import json,pwd,sys
+out={}
+for user in sys.argv[1:]:
+    try:
+        entry=pwd.getpwnam(user); out[user]={'home':entry.pw_dir,'uid':entry.pw_uid}
+    except KeyError: out[user]=None
+print(json.dumps(out))""",
+    lambda args: bool(args) and all(_ACCOUNT.fullmatch(arg) for arg in args),
+)
+
+ALL_SCRIPTS = (PACKAGE_VERSIONS, HF_CACHE_LISTING, IN_HOST_PROBE, USER_HOMES, ACCOUNTS_BY_NAME)
 
 
 def by_text(text: str) -> Script | None:

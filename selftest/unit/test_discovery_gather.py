@@ -54,7 +54,7 @@ class Replay:
 
     A round is one ``run_batches`` call (its batches run at once over the one connection)."""
 
-    def __init__(self, record: object, answers: dict[str, tuple[int, str]]) -> None:
+    def __init__(self, record: object, answers: dict[str, tuple[int, str] | tuple[int, str, str]]) -> None:
         self.record = record
         self.answers = answers
         self.batches: list[list[str]] = []
@@ -81,8 +81,9 @@ class Replay:
             if key.startswith("systemctl show"):
                 key = "systemctl show"
             batch.append(key)
-            code, out = self.answers.get(key, (1, ""))
-            results.append(CommandResult(tuple(argv), code, out, "" if code == 0 else f"cat: {argv[-1]}: No such file"))
+            code, out, *err = self.answers.get(key, (1, ""))
+            stderr = err[0] if err else "" if code == 0 else f"cat: {argv[-1]}: No such file"
+            results.append(CommandResult(tuple(argv), code, out, stderr))
         return results, batch
 
 
@@ -204,6 +205,14 @@ def test_the_account_script_lists_every_home() -> None:
     assert answer["root"]["uid"] == 0 and answer[""]["0"] == me.pw_name
 
 
+def test_the_lookup_by_name_answers_null_for_a_name_no_source_knows() -> None:
+    """The round-two script itself, run here: getpwnam per name, null where NSS finds nothing."""
+    argv = [sys.executable, "-c", scripts.ACCOUNTS_BY_NAME.text, "root", "gc_no_such_account"]
+    check_command(["python3", *argv[1:]])
+    answer = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout)
+    assert answer["root"]["uid"] == 0 and answer["gc_no_such_account"] is None
+
+
 def _studio_answers() -> dict[str, tuple[int, str]]:
     base = "/Users/thestudio/gateway/layer-gateway/optillm-local"
     metadata = {STUDIO_VENV: {"site_packages": [f"{STUDIO_VENV}/lib/python3.11/site-packages"], "packages": {}}}
@@ -284,3 +293,151 @@ def test_an_environment_file_outside_the_allow_list_grammar_is_reported_not_run(
     refused = facts.files[f"envfile:{odd}"]
     assert refused.content is None and "allow-list" in (refused.error or "")
     assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None
+
+
+def test_an_old_ss_star_is_read_with_the_family_the_kernel_gives_it_in_the_same_round(bare: Inventory) -> None:
+    """CentOS 7's ss prints the IPv4 wildcard as '*': the kernel's tables, asked in round one
+    with ss, say which family each '*' is (nothing is refused, and no third round)."""
+    answers = _mini_answers()
+    answers["sudo -n ss -Htlnp"] = (0, (RECORDED / "centos7-ss-ntl-legacy.txt").read_text())
+    tcp = (RECORDED / "lab-mini-proc-net-tcp.txt").read_text()  # holds 0.0.0.0:22 (sshd)
+    tcp6 = (RECORDED / "lab-mini-proc-net-tcp6.txt").read_text()  # holds [::]:22 (sshd)
+    tcp6 += tcp6.splitlines()[1].replace(":0016 ", ":0050 ") + "\n"  # and [::]:80
+    answers["cat /proc/net/tcp"] = (0, tcp)
+    answers["cat /proc/net/tcp6"] = (0, tcp6)
+    connection = Replay(bare.host("mini"), answers)
+    facts = gather(connection, bare)  # type: ignore[arg-type]
+    assert connection.commands_run == 2
+    assert {"sudo -n ss -Htlnp", "cat /proc/net/tcp", "cat /proc/net/tcp6"} <= set(connection.batches[0])
+    assert facts.listeners_error is None
+    wildcards = {(item.family, item.address, item.dual_stack_known) for item in facts.listeners if item.port == 22}
+    assert wildcards == {("ipv4", "0.0.0.0", True), ("ipv6", "::", False)}
+
+
+# A directory-service account (LDAP, SSSD) the account listing does not hold: getpwent(3)
+# enumerates only what each NSS source agrees to list, and SSSD lists nothing unless its
+# domain sets enumerate = true (sssd.conf(5): default false). getpwnam(3) asks every source.
+DIRECTORY_ACCOUNTS = {
+    "": {"0": "root", "990": "litellm"},
+    "~": {"root": {"home": "/root", "uid": 0}, "litellm": {"home": "/srv/gateway", "uid": 990}},
+    "root": {"home": "/root", "uid": 0},
+}
+
+
+def _directory_runtime(
+    inventory: Inventory, by_name: dict[str, object], tmp_path: Path
+) -> tuple[HostFacts, Replay, Runtime]:
+    answers = _mini_answers()
+    answers["user-homes"] = (0, json.dumps(DIRECTORY_ACCOUNTS))
+    answers["accounts-by-name"] = (0, json.dumps(by_name))
+    connection = Replay(inventory.host("mini"), answers)
+    facts = gather(connection, inventory)  # type: ignore[arg-type]
+    runtime = Runtime(inventory, AuditLog(tmp_path / "audit.jsonl", "test"))
+    runtime.use_facts("mini", facts)
+    return facts, connection, runtime
+
+
+def test_a_units_account_the_listing_lacks_is_asked_by_name(bare: Inventory, tmp_path: Path) -> None:
+    """optillm-proxy's User=optillm is only in the directory: round two asks NSS by name, and the
+    file under its home is read in the round after (only a host with such an account has one)."""
+    home = {"optillm": {"home": "/var/lib/optillm", "uid": 991}}
+    facts, connection, runtime = _directory_runtime(bare, home, tmp_path)
+    try:
+        assert connection.commands_run == 3
+        assert "accounts-by-name" in connection.batches[1] and "accounts-by-name" not in connection.batches[0]
+        assert connection.batches[2] == ["sudo -n cat /var/lib/optillm/.optillm/proxy_config.yaml"]
+        assert facts.user_homes["optillm"] == "/var/lib/optillm" and facts.user_ids["optillm"] == 991
+        assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].content is not None
+        account = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/optillm-proxy"))
+        assert account.outcome is Outcome.PASSED, account.summary
+    finally:
+        runtime.close()
+
+
+def test_an_account_no_account_database_knows_cannot_be_checked(bare: Inventory, tmp_path: Path) -> None:
+    """getpwnam finds nothing either: the checks that need its home or uid say they could not
+    check, naming the account; nothing is read under a guessed home, and no third round."""
+    facts, connection, runtime = _directory_runtime(bare, {"optillm": None}, tmp_path)
+    try:
+        assert connection.commands_run == 2
+        assert facts.files["optillm-proxy:~/.optillm/proxy_config.yaml"].path is None
+        proxy = evaluate(
+            REGISTRY.get("file-parses"),
+            _case(runtime, "file-parses", "mini/optillm-proxy:~/.optillm/proxy_config.yaml"),
+        )
+        account = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/optillm-proxy"))
+        for result in (proxy, account):
+            assert result.outcome is Outcome.BROKEN, result.summary  # could not check
+            assert "no account database (NSS) knows the account 'optillm'" in result.render()
+        # The listed account is not asked again.
+        litellm = evaluate(REGISTRY.get("service-account"), _case(runtime, "service-account", "mini/litellm-orch"))
+        assert litellm.outcome is Outcome.PASSED, litellm.summary
+    finally:
+        runtime.close()
+
+
+# ss before -H existed (RHEL 6 / CentOS 7's iproute 3.10): the recorded refusal of the option.
+SS_WITHOUT_H = (255, "", (RECORDED / "rhel6-ss-invalid-option-H.err").read_text())
+
+
+def test_an_ss_without_h_leaves_the_listeners_to_the_kernels_tables(bare: Inventory) -> None:
+    """ss refuses -H: the listeners come from /proc/net/tcp and tcp6 of the same round, with
+    families, addresses and ports as the kernel gives them and no process; nothing refused."""
+    answers: dict[str, tuple[int, str] | tuple[int, str, str]] = {**_mini_answers()}
+    answers["sudo -n ss -Htlnp"] = SS_WITHOUT_H
+    answers["cat /proc/net/tcp"] = (0, (RECORDED / "linux-proc-net-tcp-families.txt").read_text())
+    answers["cat /proc/net/tcp6"] = (0, (RECORDED / "linux-proc-net-tcp6-families.txt").read_text())
+    facts = gather(Replay(bare.host("mini"), answers), bare)  # type: ignore[arg-type]
+    assert facts.listeners_error is None and facts.listeners is not None
+    seen = {(item.family, item.address, item.port, item.dual_stack_known) for item in facts.listeners}
+    assert seen == {
+        ("ipv4", "127.0.0.1", 47201, True),
+        ("ipv6", "::1", 47202, True),
+        ("ipv4", "0.0.0.0", 47203, True),
+        ("ipv6", "::", 47204, False),  # V6ONLY=1, but /proc cannot say so
+        ("ipv6", "::", 47205, False),  # dual-stack: "may accept IPv4", never "IPv6 only"
+        ("ipv6", "::ffff:127.0.0.1", 47206, True),
+        ("ipv4", "0.0.0.0", 47207, True),
+        ("ipv6", "::", 47207, False),
+    }
+    assert all(item.pid is None and item.process is None for item in facts.listeners)
+    mapped = next(item for item in facts.listeners if item.port == 47206)
+    assert mapped.is_loopback_only() and mapped.reachable_at("127.0.0.1")
+    assert "does not support -H" in (facts.listeners_without_processes or "")
+
+
+def test_without_ss_the_checks_that_need_the_owner_say_why_they_could_not(bare: Inventory, tmp_path: Path) -> None:
+    """The lab Mini's recorded kernel tables (optillm-proxy on 127.0.0.1:4020), ss refusing -H:
+    the bind is judged; who serves the port could not be checked, and says why."""
+    answers: dict[str, tuple[int, str] | tuple[int, str, str]] = {**_mini_answers()}
+    answers["sudo -n ss -Htlnp"] = SS_WITHOUT_H
+    answers["cat /proc/net/tcp"] = (0, (RECORDED / "lab-mini-proc-net-tcp.txt").read_text())
+    answers["cat /proc/net/tcp6"] = (0, (RECORDED / "lab-mini-proc-net-tcp6.txt").read_text())
+    facts = gather(Replay(bare.host("mini"), answers), bare)  # type: ignore[arg-type]
+    runtime = Runtime(bare, AuditLog(tmp_path / "audit.jsonl", "test"))
+    runtime.use_facts("mini", facts)
+    try:
+        bound = evaluate(REGISTRY.get("port-bound"), _case(runtime, "port-bound", "mini/optillm-proxy:4020"))
+        assert bound.outcome is Outcome.PASSED, bound.summary
+        owner = evaluate(
+            REGISTRY.get("port-served-by-unit"), _case(runtime, "port-served-by-unit", "mini/optillm-proxy:4020")
+        )
+        assert owner.outcome is Outcome.BROKEN, owner.summary
+        assert owner.summary.startswith("could not check")
+        assert "does not support -H" in owner.summary and "/proc/net/tcp*" in owner.summary
+    finally:
+        runtime.close()
+
+
+def test_an_unknown_v6only_never_passes_a_bind_it_might_widen() -> None:
+    """A [::] whose IPV6_V6ONLY is unknown (from /proc, or old ss) against a declared '::': it
+    may accept IPv4 too, so the exact bind is not passed."""
+    from conformance.contracts.port_bound import judge_binding
+    from conformance.facts.parsers import Listener
+
+    facts = HostFacts("mini")
+    raw = (RECORDED / "linux-proc-net-tcp6-families.txt").read_text().splitlines()[3]  # [::]:47204
+    facts.listeners = [Listener("::", 47204, "ipv6", False, None, None, raw, dual_stack_known=False)]
+    lab = load_inventory(INVENTORY_DIR / "lab.yaml", environ={})
+    port = next(item for item in lab.ports if item.port == 4000).model_copy(update={"port": 47204, "bind": "::"})
+    assert judge_binding(port, facts).outcome is Outcome.BROKEN

@@ -42,6 +42,8 @@ def mini_facts() -> HostFacts:
     facts.account_names = {0: "root", 998: "litellm"}
     facts.user_ids = {"litellm": 998}
     facts.user_homes = {"litellm": "/var/lib/litellm", "nobody": None}
+    facts.listeners_without_processes = "ss on this host does not support -H"
+    facts.account_errors = {"ldapsvc": "no account database (NSS) knows the account 'ldapsvc'"}
     facts.files["litellm-orch:config/env.local"] = FileFact(
         "config/env.local", "/srv/env.local", True, "LITELLM_MASTER_KEY=sk-recorded\n", None, secret=True
     )

@@ -149,3 +149,64 @@ def test_a_sudoers_line_escapes_what_sudoers_would_read_as_syntax() -> None:
 
 def test_the_corpus_files_are_present() -> None:
     assert len(list(Path(CORPUS).glob("*.sudoers"))) == len(list(Path(CORPUS).glob("*.real"))) >= 15
+
+
+# -- the long form (sudo -l -l): "Sudoers entry:" blocks, judged as the real sudo judged ------
+
+
+def _long_cases() -> list[tuple[str, str, str]]:
+    return [case for case in _cases() if (CORPUS / f"{case[0]}.long.out").read_text().strip()]
+
+
+@pytest.mark.parametrize(("scenario", "command", "real"), _long_cases(), ids=lambda value: str(value)[:40])
+def test_each_long_form_verdict_is_what_the_real_sudo_did(scenario: str, command: str, real: str) -> None:
+    listing = parse_sudo_list((CORPUS / f"{scenario}.long.out").read_text())
+    program, *args = command.split(" ")
+    path = {"ss": "/usr/bin/ss", "cat": "/usr/bin/cat"}[program]
+    decision = decide(listing, path, args, _identities())
+    if (scenario, command) in CANNOT_TELL:
+        assert decision.verdict is Verdict.CANNOT_TELL, decision
+        return
+    assert decision.verdict is (Verdict.GRANTED if real == "granted" else Verdict.MISSING), decision
+
+
+def test_the_long_form_was_recorded_for_every_listed_scenario() -> None:
+    listed = {real.stem for real in CORPUS.glob("*.real") if _listed(real.stem)}
+    assert {case[0] for case in _long_cases()} == listed
+    assert "Sudoers entry:" in (CORPUS / "wide.long.out").read_text()
+
+
+def test_long_form_rules_read_like_the_short_form() -> None:
+    short = parse_sudo_list((CORPUS / "runas-change.out").read_text())
+    long = parse_sudo_list((CORPUS / "runas-change.long.out").read_text())
+    assert [(c.runas, c.command, c.args, c.nopasswd) for c in long.commands] == [
+        (c.runas, c.command, c.args, c.nopasswd) for c in short.commands
+    ]
+    assert long.defaults == short.defaults and long.command_defaults == short.command_defaults
+    wrapped = parse_sudo_list((CORPUS / "digest.long.out").read_text()).commands[0]
+    assert (wrapped.command, wrapped.args, wrapped.options[-1][:7]) == ("/usr/bin/ss", "-Htlnp", "sha256:")
+
+
+def test_published_long_listings() -> None:
+    two = parse_sudo_list(text("public-sudo-ll-two-entries.txt"))
+    assert [(c.runas, c.command, c.nopasswd) for c in two.commands] == [
+        ("ALL : ALL", "ALL", False),
+        ("root", "/usr/bin/wget", True),
+    ]
+    assert decide(two, "/usr/bin/wget", ["-q", "x"]).verdict is Verdict.GRANTED
+    assert decide(two, "/usr/bin/ss", ["-Htlnp"]).verdict is Verdict.MISSING  # ALL, but with a password
+    ldap = parse_sudo_list(text("public-sudo-ll-ldap-role.txt"))
+    assert decide(ldap, "/usr/bin/ss", ["-Htlnp"]).verdict is Verdict.GRANTED  # the LDAP role's ALL, !authenticate
+    assert [c.command for c in ldap.commands][:2] == [
+        "/usr/bin/mint-refresh-cache",
+        "/usr/lib/linuxmint/mintUpdate/synaptic-workaround.py",
+    ]
+
+
+def test_a_long_field_not_modelled_is_cannot_tell_never_granted() -> None:
+    listing = (
+        (CORPUS / "wide.long.out").read_text().replace("    Commands:", "    NotAfter: 20300101000000Z\n    Commands:")
+    )
+    assert decide(parse_sudo_list(listing), "/usr/bin/ss", ["-Htlnp"]).verdict is Verdict.CANNOT_TELL
+    odd = (CORPUS / "wide.long.out").read_text().replace("    Commands:", "    Frobnicate: yes\n    Commands:")
+    assert decide(parse_sudo_list(odd), "/usr/bin/ss", ["-Htlnp"]).verdict is Verdict.CANNOT_TELL

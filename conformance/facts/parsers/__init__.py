@@ -17,15 +17,21 @@ from conformance.facts.parsers.launchd import (
     parse_plist,
 )
 from conformance.facts.parsers.listeners import (
+    OLD_SS_V6ONLY,
+    PROC_V6ONLY,
     Family,
+    KernelSocket,
+    KernelTables,
     Listener,
     NetstatReading,
     SkippedRow,
     format_address,
+    listeners_from_kernel,
     parse_lsof,
     parse_lsof_fields,
     parse_netstat_linux,
     parse_netstat_macos,
+    parse_proc_net_tcp,
     parse_ss,
     read_netstat_macos,
 )
@@ -40,7 +46,11 @@ from conformance.facts.parsers.systemd import (
 )
 
 __all__ = [
+    "OLD_SS_V6ONLY",
+    "PROC_V6ONLY",
     "Family",
+    "KernelSocket",
+    "KernelTables",
     "LaunchdJob",
     "LaunchdPlist",
     "LaunchdServiceNotFound",
@@ -52,6 +62,7 @@ __all__ = [
     "is_not_found",
     "is_valid_env_name",
     "label_from_target",
+    "listeners_from_kernel",
     "parse_env_file",
     "parse_environment_files_property",
     "parse_environment_property",
@@ -63,6 +74,7 @@ __all__ = [
     "parse_netstat_linux",
     "parse_netstat_macos",
     "parse_plist",
+    "parse_proc_net_tcp",
     "parse_ss",
     "parse_systemctl_show",
     "parse_systemctl_show_many",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from conformance.facts.parsers.errors import ParseError
@@ -33,15 +33,21 @@ Family = Literal["ipv4", "ipv6"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 __all__ = [
+    "OLD_SS_V6ONLY",
+    "PROC_V6ONLY",
     "Family",
+    "KernelSocket",
+    "KernelTables",
     "Listener",
     "NetstatReading",
     "SkippedRow",
     "format_address",
+    "listeners_from_kernel",
     "parse_lsof",
     "parse_lsof_fields",
     "parse_netstat_linux",
     "parse_netstat_macos",
+    "parse_proc_net_tcp",
     "parse_ss",
     "read_netstat_macos",
 ]
@@ -320,18 +326,130 @@ _SS_USERS = re.compile(r"users:\((?P<body>.*)\)")
 _SS_USER = re.compile(r'\("(?P<name>(?:(?!",pid=).)*)",pid=(?P<pid>\d+),fd=(?P<fd>\d+)\)')
 
 
-def parse_ss(text: str) -> list[Listener]:
+@dataclass(frozen=True, slots=True)
+class KernelSocket:
+    """One row of ``/proc/net/tcp`` or ``/proc/net/tcp6``: the kernel's own word on a socket."""
+
+    family: Family
+    local_hex: str  # as the kernel printed it (32-bit words in the host's byte order)
+    port: int
+    state: int  # 0x0A is TCP_LISTEN (include/net/tcp_states.h)
+    uid: int
+    inode: int
+    raw: str
+
+    @property
+    def wildcard(self) -> bool:
+        """Bound to the family's unspecified address (all zero, whatever the byte order)."""
+        return set(self.local_hex) == {"0"}
+
+
+_TCP_LISTEN = 0x0A
+_PROC_ROW = re.compile(
+    r"^\s*\d+:\s+(?P<local>[0-9A-Fa-f]+):(?P<port>[0-9A-Fa-f]{4})\s+[0-9A-Fa-f]+:[0-9A-Fa-f]{4}\s+"
+    r"(?P<state>[0-9A-Fa-f]{2})\s+\S+\s+\S+\s+\S+\s+(?P<uid>\d+)\s+\d+\s+(?P<inode>\d+)"
+)
+
+
+def parse_proc_net_tcp(text: str, family: Family) -> list[KernelSocket]:
+    """Parse ``/proc/net/tcp`` (``family="ipv4"``) or ``/proc/net/tcp6`` (``"ipv6"``).
+
+    The file a row is in *is* its family (net/ipv4/tcp_ipv4.c ``tcp4_seq_show``,
+    net/ipv6/tcp_ipv6.c ``tcp6_seq_show``); the port is printed in host order (``%04X`` of
+    ``ntohs``), the address as 32-bit words in the host's byte order. Every row is returned,
+    in any state; a line that is neither the header nor a row is refused.
+    """
+    source = "/proc/net/tcp" if family == "ipv4" else "/proc/net/tcp6"
+    width = 8 if family == "ipv4" else 32
+    out: list[KernelSocket] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("sl "):
+            continue
+        match = _PROC_ROW.match(line)
+        if match is None or len(match["local"]) != width:
+            raise ParseError(
+                source, "expected 'sl: LOCAL:PORT REMOTE:PORT st ... uid timeout inode'", line_no=line_no, line=line
+            )
+        out.append(
+            KernelSocket(
+                family,
+                match["local"].upper(),
+                int(match["port"], 16),
+                int(match["state"], 16),
+                int(match["uid"]),
+                int(match["inode"]),
+                line,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class KernelTables:
+    """What the kernel says is listening, by family: the authority ss's ``*`` needs.
+
+    ``tcp6`` is None when ``/proc/net/tcp6`` does not exist (IPv6 is off: no IPv6 socket).
+    """
+
+    tcp: tuple[KernelSocket, ...]
+    tcp6: tuple[KernelSocket, ...] | None
+
+    @classmethod
+    def read(cls, tcp: str, tcp6: str | None) -> KernelTables:
+        return cls(
+            tuple(parse_proc_net_tcp(tcp, "ipv4")),
+            tuple(parse_proc_net_tcp(tcp6, "ipv6")) if tcp6 is not None else None,
+        )
+
+    def wildcards(self, family: Family, port: int) -> int:
+        """How many listening sockets of ``family`` are bound to its wildcard at ``port``."""
+        rows = self.tcp if family == "ipv4" else (self.tcp6 or ())
+        return sum(1 for row in rows if row.state == _TCP_LISTEN and row.port == port and row.wildcard)
+
+
+@dataclass
+class _SsRow:
+    line_no: int
+    line: str
+    ip: IPAddress | None  # None: '*', until the kernel's tables settle it
+    port: int
+    family: Family | None
+    dual: bool
+    iface: str | None
+    legacy: bool  # an unbracketed IPv6 address (the old dialect)
+    processes: tuple[tuple[str, int], ...] = ()
+
+
+# The note an IPv6 wildcard carries when its ss predates showing IPV6_V6ONLY.
+OLD_SS_V6ONLY = (
+    "this ss prints '*' for the IPv4 wildcard (or IPv6 without brackets), the convention from before ss "
+    "showed IPV6_V6ONLY: whether this IPv6 wildcard also accepts IPv4 is not known (net.ipv6.bindv6only "
+    "is only a default a program may override)"
+)
+
+
+def parse_ss(text: str, kernel: KernelTables | None = None) -> list[Listener]:
     """Parse ``ss -Htlnp`` / ``ss -Htln`` (header tolerated; a Netid column is tolerated).
 
-    Only LISTEN rows of TCP are returned. Addresses follow modern iproute2 (>= 4.x):
-    ``0.0.0.0:P`` IPv4 wildcard, ``[::]:P`` v6-only wildcard, ``*:P`` dual-stack wildcard,
-    ``[::ffff:127.0.0.1]:P`` v4-mapped, ``127.0.0.53%lo:P`` and ``[fe80::1]%eth0:P`` with an
-    interface. Legacy iproute2 (CentOS 7 era) printed ``*`` for the IPv4 wildcard and
-    unbracketed ``:::P`` for IPv6; the unbracketed form is refused because in that dialect
-    ``*`` means something else. (An IPv4-only legacy host cannot be told apart.)
-    ``users:((...),(...))`` lists every process sharing the socket; all are kept.
+    Only LISTEN rows of TCP are returned. ``*`` means two things: iproute2, since its change
+    that tells IPv4 and IPv6 wildcard sockets apart, prints ``0.0.0.0:P`` for the IPv4
+    wildcard, ``[::]:P`` for a v6-only IPv6 wildcard and ``*:P`` for a dual-stack one (no
+    IPV6_V6ONLY); older ss (CentOS 7's iproute) prints ``*:P`` for the IPv4 wildcard and
+    ``:::P`` or ``[::]:P`` for any IPv6 wildcard, v6-only or not. So the family of a ``*`` row
+    is taken from ``kernel`` (``/proc/net/tcp`` and ``/proc/net/tcp6``, read in the same round),
+    never from its look: a ``*`` the kernel lists as IPv4 is the IPv4 wildcard (and then every
+    IPv6 wildcard of that output has an unknown dual-stack answer, ``OLD_SS_V6ONLY``); one it
+    lists as IPv6 is the dual-stack wildcard. A ``*`` the tables cannot settle (a socket opened
+    or closed between the reads) is taken as the widest reading, the dual-stack wildcard, with
+    a note. Other addresses carry their family in their text (dotted IPv4; bracketed or
+    colon-separated IPv6; ``::ffff:a.b.c.d`` v4-mapped).
+
+    Without ``kernel``, ``*`` is read as newer ss prints it, and the unbracketed IPv6 of old
+    ss is refused (in that dialect ``*`` means something else). ``users:((...),(...))`` lists
+    every process sharing the socket; all are kept.
     """
-    out: list[Listener] = []
+    rows: list[_SsRow] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
@@ -357,30 +475,79 @@ def parse_ss(text: str) -> list[Listener]:
             raise ParseError(_SS_SOURCE, f"unknown socket state {state!r}", line_no=line_no, line=line)
         if state != "LISTEN":
             continue
-        ip, port, family, dual, iface = _parse_ss_local(match["local"], line_no, line)
-        processes: tuple[tuple[str, int], ...] = ()
+        row = _parse_ss_local(match["local"], line_no, line, legacy_ok=kernel is not None)
         rest = match["rest"] or ""
         if "users:(" in rest:
             users = _SS_USERS.search(rest)
             found = [(m["name"], int(m["pid"])) for m in _SS_USER.finditer(users["body"])] if (users) else []
             if not found:
                 raise ParseError(_SS_SOURCE, "cannot parse the users:(...) column", line_no=line_no, line=line)
-            processes = _unique_processes(found)
-        out.append(
-            _make(
-                ip,
-                port,
-                family=family,
-                dual_stack=dual,
-                raw=line,
-                processes=processes,
-                interface=iface,
-            )
+            row.processes = _unique_processes(found)
+        rows.append(row)
+    notes = _resolve_stars(rows, kernel)
+    out: list[Listener] = []
+    for index, row in enumerate(rows):
+        assert row.ip is not None and row.family is not None
+        listener = _make(
+            row.ip,
+            row.port,
+            family=row.family,
+            dual_stack=row.dual,
+            raw=row.line,
+            processes=row.processes,
+            interface=row.iface,
+            dual_stack_known=index not in notes and not row.legacy,
         )
+        if index in notes:
+            listener = replace(listener, notes=notes[index])
+        out.append(listener)
     return out
 
 
-def _parse_ss_local(token: str, line_no: int, line: str) -> tuple[IPAddress, int, Family, bool, str | None]:
+def _resolve_stars(rows: list[_SsRow], kernel: KernelTables | None) -> dict[int, tuple[str, ...]]:
+    """Give every ``*`` row its family (see ``parse_ss``); returns the notes by row index."""
+    notes: dict[int, tuple[str, ...]] = {}
+    stars = [index for index, row in enumerate(rows) if row.ip is None]
+    if kernel is None:
+        for index in stars:
+            rows[index].ip, rows[index].family, rows[index].dual = ipaddress.IPv6Address("::"), "ipv6", True
+        return notes
+
+    def shown(family: Family, port: int) -> int:
+        return sum(
+            1
+            for row in rows
+            if row.port == port and row.family == family and row.ip is not None and row.ip.is_unspecified
+        )
+
+    old_dialect = any(row.legacy for row in rows)
+    for port in sorted({rows[index].port for index in stars}):
+        at_port = [index for index in stars if rows[index].port == port]
+        free4 = kernel.wildcards("ipv4", port) - shown("ipv4", port)
+        free6 = kernel.wildcards("ipv6", port) - shown("ipv6", port)
+        if free4 >= len(at_port) and free6 <= 0:
+            old_dialect = True
+            for index in at_port:
+                rows[index].ip, rows[index].family = ipaddress.IPv4Address("0.0.0.0"), "ipv4"
+            continue
+        for index in at_port:
+            rows[index].ip, rows[index].family, rows[index].dual = ipaddress.IPv6Address("::"), "ipv6", True
+            if not (free6 >= len(at_port) and free4 <= 0):
+                notes[index] = (
+                    f"family not known: the kernel lists {kernel.wildcards('ipv4', port)} IPv4 and "
+                    f"{kernel.wildcards('ipv6', port)} IPv6 wildcard listener(s) at port {port} (a socket may "
+                    "have opened or closed between the reads); taken as the widest reading, IPv4 and IPv6",
+                )
+    for index, row in enumerate(rows):
+        if index in stars or row.family != "ipv6" or row.ip is None or not row.ip.is_unspecified:
+            continue
+        if old_dialect:
+            row.dual = False
+            notes[index] = (OLD_SS_V6ONLY,)
+    return notes
+
+
+def _parse_ss_local(token: str, line_no: int, line: str, *, legacy_ok: bool) -> _SsRow:
     host, sep, port_text = token.rpartition(":")
     if not sep or not host:
         raise ParseError(
@@ -399,23 +566,28 @@ def _parse_ss_local(token: str, line_no: int, line: str) -> tuple[IPAddress, int
         ip = _ip_or_error(inner, source=_SS_SOURCE, line_no=line_no, line=line, what="local address")
         if not isinstance(ip, ipaddress.IPv6Address):
             raise ParseError(_SS_SOURCE, f"bracketed address {inner!r} is not IPv6", line_no=line_no, line=line)
-        return ip, port, "ipv6", False, iface
+        return _SsRow(line_no, line, ip, port, "ipv6", False, iface, False)
     if "%" in host:
         host, _, iface_text = host.partition("%")
         iface = iface_text or None
     if host == "*":
-        # Modern ss prints '*' only for an IPv6 wildcard socket without IPV6_V6ONLY.
-        return ipaddress.IPv6Address("::"), port, "ipv6", True, iface
+        # The IPv4 wildcard (older ss) or the dual-stack IPv6 one (newer ss): the kernel settles it.
+        return _SsRow(line_no, line, None, port, None, False, iface, False)
     if ":" in host:
-        raise ParseError(
-            _SS_SOURCE,
-            f"unbracketed IPv6 address {host!r}: legacy ss output (iproute2 < 4), whose '*' "
-            "means the IPv4 wildcard; not supported",
-            line_no=line_no,
-            line=line,
-        )
+        if not legacy_ok:
+            raise ParseError(
+                _SS_SOURCE,
+                f"unbracketed IPv6 address {host!r}: legacy ss output (iproute2 < 4), whose '*' "
+                "means the IPv4 wildcard; not read without the kernel's tables",
+                line_no=line_no,
+                line=line,
+            )
+        ip = _ip_or_error(host, source=_SS_SOURCE, line_no=line_no, line=line, what="local address")
+        if not isinstance(ip, ipaddress.IPv6Address):
+            raise ParseError(_SS_SOURCE, f"cannot parse local address {token!r}", line_no=line_no, line=line)
+        return _SsRow(line_no, line, ip, port, "ipv6", False, iface, True)
     ip = _ip_or_error(host, source=_SS_SOURCE, line_no=line_no, line=line, what="local address")
-    return ip, port, "ipv4", False, iface
+    return _SsRow(line_no, line, ip, port, "ipv4", False, iface, False)
 
 
 # -- lsof ----------------------------------------------------------------------------------------
@@ -991,3 +1163,49 @@ def parse_netstat_macos(text: str, *, wide: bool | None = None) -> list[Listener
     if reading.skipped:
         raise reading.skipped[0].error
     return reading.listeners
+
+
+# -- the kernel's tables alone (ss without -H) -------------------------------------------------
+
+_PROC_SOURCE = {"ipv4": "/proc/net/tcp", "ipv6": "/proc/net/tcp6"}
+PROC_V6ONLY = "read from /proc/net/tcp6, which does not show IPV6_V6ONLY: this IPv6 wildcard may also accept IPv4"
+
+
+def _proc_address(socket: KernelSocket) -> IPAddress:
+    """The local address of a row: 32-bit words as the host stores them, read little-endian.
+
+    Little-endian is the byte order of the hosts this harness meets (x86-64, arm64); the
+    all-zero wildcard reads the same in either order.
+    """
+    words = [socket.local_hex[index : index + 8] for index in range(0, len(socket.local_hex), 8)]
+    raw = b"".join(bytes.fromhex(word)[::-1] for word in words)
+    return ipaddress.IPv4Address(raw) if socket.family == "ipv4" else ipaddress.IPv6Address(raw)
+
+
+def listeners_from_kernel(kernel: KernelTables) -> list[Listener]:
+    """The listening sockets (state 0A, TCP_LISTEN) of ``/proc/net/tcp`` and ``/proc/net/tcp6``.
+
+    For a host whose ss cannot be asked: family (the file), address and port are the kernel's
+    own; the owning process is not in these files (only uid and inode), so ``pid`` is None. An
+    IPv6 wildcard's dual-stack answer is not known (``PROC_V6ONLY``). A v4-mapped bind
+    (``::ffff:a.b.c.d``) keeps its IPv6 family and accepts IPv4 to ``a.b.c.d`` only.
+    """
+    out: list[Listener] = []
+    for socket in (*kernel.tcp, *(kernel.tcp6 or ())):
+        if socket.state != _TCP_LISTEN:
+            continue
+        ip = _proc_address(socket)
+        wildcard6 = socket.family == "ipv6" and ip.is_unspecified
+        listener = _make(
+            ip,
+            socket.port,
+            family=socket.family,
+            dual_stack=False,
+            raw=f"{_PROC_SOURCE[socket.family]}: {socket.raw.strip()}",
+            dual_stack_known=not wildcard6,
+        )
+        out.append(listener)
+    # SO_REUSEPORT siblings are one binding; the note goes on after the merge (which rebuilds).
+    return [
+        replace(item, notes=(PROC_V6ONLY,)) if not item.dual_stack_known else item for item in _merge_same_binding(out)
+    ]

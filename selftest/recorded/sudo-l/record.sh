@@ -1,5 +1,6 @@
 #!/bin/sh
-# Record `sudo -n -l` as the monitor (uid 1500) for each *.sudoers scenario here, with the sudo
+# Record `sudo -n -l` and its long form `sudo -n -l -l` as the monitor (uid 1500) for each
+# *.sudoers scenario here (NAME.out/.err and NAME.long.out/.long.err), with the sudo
 # of a Debian root filesystem (the lab's golden Mini: sudo 1.9.13p3), and what sudo really does
 # with each command the harness runs under `sudo -n` (NAME.real: "granted" or "refused" and
 # the command; "refused" is sudo's own refusal, whatever the command would print). Run as root:
@@ -24,6 +25,8 @@ for scenario in "$here"/*.sudoers; do
         mount -t tmpfs tmpfs "$2/root/run"
         chroot --userspec=1500:1500 "$2/root" /usr/bin/env -i PATH=/usr/bin:/bin LC_ALL=C \
             /usr/bin/sudo -n -l >"$4.out" 2>"$4.err" && echo 0 >"$4.rc" || echo $? >"$4.rc"
+        chroot --userspec=1500:1500 "$2/root" /usr/bin/env -i PATH=/usr/bin:/bin LC_ALL=C \
+            /usr/bin/sudo -n -l -l >"$4.long.out" 2>"$4.long.err" || true
         : >"$4.real"
         while read -r command; do
             if chroot --userspec=1500:1500 "$2/root" /usr/bin/env -i PATH=/usr/bin:/bin LC_ALL=C \

@@ -5,12 +5,15 @@ import pickle
 import pytest
 
 from conformance.facts.parsers import (
+    OLD_SS_V6ONLY,
+    KernelTables,
     Listener,
     ParseError,
     parse_lsof,
     parse_lsof_fields,
     parse_netstat_linux,
     parse_netstat_macos,
+    parse_proc_net_tcp,
     parse_ss,
 )
 
@@ -355,3 +358,90 @@ def test_recorded_semantics_end_to_end():
     assert not found[47104].reachable_at("192.0.2.2") and found[47104].reachable_at("fd00::2")
     assert found[47107].is_loopback_only() and not found[47103].is_loopback_only()
     assert found[47108].is_loopback_only() and found[47108].endpoint_text() == "127.0.0.54%lo:47108"
+
+
+# -- ss's '*' settled by the kernel's tables (/proc/net/tcp, /proc/net/tcp6) --------------------
+
+
+def _kernel(tcp: str, tcp6: str | None) -> KernelTables:
+    return KernelTables.read(text(tcp), text(tcp6) if tcp6 else None)
+
+
+def test_proc_net_tcp_rows_are_read_with_their_family() -> None:
+    rows = parse_proc_net_tcp(text("linux-proc-net-tcp6-families.txt"), "ipv6")
+    assert {row.port for row in rows if row.wildcard} == {47204, 47205, 47207}
+    assert all(row.family == "ipv6" and row.state == 0x0A for row in rows)
+    lab = parse_proc_net_tcp(text("lab-mini-proc-net-tcp.txt"), "ipv4")
+    assert [(row.port, row.wildcard, row.uid) for row in lab if row.state == 0x0A] == [
+        (22, True, 0),
+        (4020, False, 991),
+        (4090, False, 1500),
+    ]
+    with pytest.raises(ParseError):
+        parse_proc_net_tcp("   0: 0100007F:0016 garbage\n", "ipv4")
+
+
+def test_newer_ss_star_is_dual_stack_because_the_kernel_lists_it_as_ipv6() -> None:
+    kernel = _kernel("linux-proc-net-tcp-families.txt", "linux-proc-net-tcp6-families.txt")
+    found = {(item.port, item.family): item for item in parse_ss(text("linux-ss-Htlnp-families.txt"), kernel)}
+    star = found[(47205, "ipv6")]
+    assert (star.address, star.dual_stack, star.dual_stack_known, star.notes) == ("::", True, True, ())
+    assert found[(47204, "ipv6")].dual_stack is False and found[(47204, "ipv6")].dual_stack_known
+    assert found[(47207, "ipv4")].address == "0.0.0.0" and found[(47207, "ipv6")].dual_stack is False
+    assert found[(47206, "ipv6")].address == "::ffff:127.0.0.1"
+
+
+def test_the_lab_reading_is_unchanged_by_the_kernel_tables() -> None:
+    kernel = _kernel("lab-mini-proc-net-tcp.txt", "lab-mini-proc-net-tcp6.txt")
+    sample = text("lab-mini-ss-Htlnp-with-proc.txt")
+    assert parse_ss(sample, kernel) == parse_ss(sample)
+
+
+def _centos_kernel(v4: list[int], v6: list[int]) -> KernelTables:
+    """Kernel tables in the recorded format (lab-mini-proc-net-tcp*.txt) for wildcard ports."""
+    four = text("lab-mini-proc-net-tcp.txt").splitlines()
+    six = text("lab-mini-proc-net-tcp6.txt").splitlines()
+    tcp = [four[0]] + [four[1].replace(":0016 ", f":{port:04X} ") for port in v4]
+    tcp6 = [six[0]] + [six[1].replace(":0016 ", f":{port:04X} ") for port in v6]
+    return KernelTables.read("\n".join(tcp) + "\n", "\n".join(tcp6) + "\n")
+
+
+def test_old_ss_star_is_the_ipv4_wildcard_and_its_ipv6_wildcards_are_not_known() -> None:
+    # CentOS 7, iproute 3.10: sshd on 0.0.0.0:22 and [::]:22, httpd on [::]:80, postfix on loopback.
+    found = {
+        (item.port, item.family): item
+        for item in parse_ss(text("centos7-ss-ntl-legacy.txt"), _centos_kernel([22], [22, 80]))
+    }
+    assert set(found) == {(22, "ipv4"), (25, "ipv4"), (22, "ipv6"), (80, "ipv6"), (25, "ipv6")}
+    assert found[(22, "ipv4")].address == "0.0.0.0" and found[(22, "ipv4")].accepts_ipv6() is False
+    for port in (22, 80):
+        wildcard = found[(port, "ipv6")]
+        assert (wildcard.address, wildcard.dual_stack, wildcard.dual_stack_known) == ("::", False, False)
+        assert wildcard.notes == (OLD_SS_V6ONLY,)
+    assert found[(25, "ipv6")].address == "::1" and found[(25, "ipv6")].is_loopback_only()
+
+
+def test_bracketed_old_ss_star_is_the_ipv4_wildcard_too() -> None:
+    # CentOS 7 with brackets already, but '*' still the IPv4 wildcard.
+    found = {
+        (item.port, item.family): item
+        for item in parse_ss(text("centos7-ss-ntl-bracketed.txt"), _centos_kernel([22], [22]))
+    }
+    assert found[(22, "ipv4")].address == "0.0.0.0"
+    assert found[(22, "ipv6")].dual_stack_known is False
+
+
+def test_a_star_the_tables_cannot_settle_is_the_widest_reading_with_a_note() -> None:
+    [item] = [
+        x
+        for x in parse_ss(text("centos7-ss-ntl-bracketed.txt"), _centos_kernel([], []))
+        if x.port == 22 and x.raw.lstrip().startswith("LISTEN") and "*:22" in x.raw
+    ]
+    assert (item.family, item.dual_stack, item.dual_stack_known) == ("ipv6", True, False)
+    assert "family not known" in item.notes[0]
+
+
+def test_without_ipv6_every_star_is_ipv4() -> None:
+    kernel = KernelTables.read(_centos_kernel([22], []).tcp[0].raw + "\n", None)
+    [item] = [x for x in parse_ss(text("centos7-ss-ntl-bracketed.txt"), kernel) if "*:22" in x.raw]
+    assert item.family == "ipv4"
