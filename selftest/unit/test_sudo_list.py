@@ -56,9 +56,8 @@ def _listed(scenario: str) -> bool:
     return bool((CORPUS / f"{scenario}.out").read_text().strip())
 
 
-@pytest.mark.parametrize(("scenario", "command", "real"), _cases(), ids=lambda value: str(value)[:40])
-def test_each_verdict_is_what_the_real_sudo_did(scenario: str, command: str, real: str) -> None:
-    listing = parse_sudo_list((CORPUS / f"{scenario}.out").read_text())
+def _judge_like_the_real_sudo(listing_file: str, scenario: str, command: str, real: str) -> None:
+    listing = parse_sudo_list((CORPUS / listing_file).read_text())
     program, *args = command.split(" ")
     path = {"ss": "/usr/bin/ss", "cat": "/usr/bin/cat"}[program]
     decision = decide(listing, path, args, _identities())
@@ -66,6 +65,11 @@ def test_each_verdict_is_what_the_real_sudo_did(scenario: str, command: str, rea
         assert decision.verdict is Verdict.CANNOT_TELL, decision
         return
     assert decision.verdict is (Verdict.GRANTED if real == "granted" else Verdict.MISSING), decision
+
+
+@pytest.mark.parametrize(("scenario", "command", "real"), _cases(), ids=lambda value: str(value)[:40])
+def test_each_verdict_is_what_the_real_sudo_did(scenario: str, command: str, real: str) -> None:
+    _judge_like_the_real_sudo(f"{scenario}.out", scenario, command, real)
 
 
 def test_the_corpus_covers_grants_refusals_and_failed_listings() -> None:
@@ -160,14 +164,7 @@ def _long_cases() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize(("scenario", "command", "real"), _long_cases(), ids=lambda value: str(value)[:40])
 def test_each_long_form_verdict_is_what_the_real_sudo_did(scenario: str, command: str, real: str) -> None:
-    listing = parse_sudo_list((CORPUS / f"{scenario}.long.out").read_text())
-    program, *args = command.split(" ")
-    path = {"ss": "/usr/bin/ss", "cat": "/usr/bin/cat"}[program]
-    decision = decide(listing, path, args, _identities())
-    if (scenario, command) in CANNOT_TELL:
-        assert decision.verdict is Verdict.CANNOT_TELL, decision
-        return
-    assert decision.verdict is (Verdict.GRANTED if real == "granted" else Verdict.MISSING), decision
+    _judge_like_the_real_sudo(f"{scenario}.long.out", scenario, command, real)
 
 
 def test_the_long_form_was_recorded_for_every_listed_scenario() -> None:
