@@ -162,7 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except (InventoryError, RegistryError) as exc:
         # UsageError makes pytest exit with code 4 before collecting anything.
         raise pytest.UsageError(str(exc)) from None
-    activate(registry)
+    activate(registry, run_case)
     config.stash[REGISTRY_KEY] = registry
     _runtime(config)
     run_id = config.stash[RUN_ID_KEY]

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import pytest
-
 from conformance.contracts import cases_of
 from conformance.probes import LanRequest
 
 if TYPE_CHECKING:
+    import pytest
+
     from conformance.contracts import Case, Registry
     from conformance.runtime import Runtime
 
