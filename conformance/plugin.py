@@ -32,7 +32,7 @@ from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
-from conformance.sinks import Sink
+from conformance.sinks import Sink, allure_files
 from conformance.sinks.categories import Acknowledgements, marked
 from conformance.sinks.controller import (
     RESULT_PROPERTY,
@@ -157,6 +157,10 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.clean_alluredir = True
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath = str(reports / "junit.xml")
+    if getattr(config.option, "allure_report_dir", None):
+        # allure-pytest configures after this hook: its result files are then written by a
+        # background thread, flushed at the end of the session (conformance.sinks.allure_files).
+        allure_files.install()
     try:
         inventory, registry = _loaded(config)
     except (InventoryError, RegistryError) as exc:
@@ -333,7 +337,16 @@ def pytest_configure_node(node: Any) -> None:
     }
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Every Allure file of the session on disk before the run's own files are made from the
+    # results (the controller's sinks) and before a worker reports that it is done.
+    allure_files.flush_all()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    allure_files.flush_all()
+    allure_files.uninstall()
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is not None:
         runtime.close()
