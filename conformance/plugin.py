@@ -7,8 +7,11 @@ policy, and the sinks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import os
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,41 @@ SNAPSHOT_KEY = pytest.StashKey[Snapshot]()
 WORKER_CHOICE_KEY = pytest.StashKey[WorkerChoice]()
 LOADED_KEY = pytest.StashKey[tuple[Inventory, Registry]]()
 ACKNOWLEDGED_KEY = pytest.StashKey[Acknowledgements]()
+
+
+def checks_suites(args: list[str], testpaths: list[str]) -> bool:
+    """Whether a run's paths (``args``, before pytest has made them the session's) are the
+    suites: none (pytest then takes ``testpaths``), or each inside one of ``testpaths``."""
+    if not args:
+        return True
+    roots = {Path(path).parts[0] for path in testpaths if Path(path).parts}
+    return all(Path(arg.split("::")[0]).parts[:1] and Path(arg.split("::")[0]).parts[0] in roots for arg in args)
+
+
+def _import_transport() -> None:
+    # A background thread must never raise; a failed import is raised again where it is used.
+    with contextlib.suppress(Exception):
+        importlib.import_module("conformance.transport.connection")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Import the SSH transport (paramiko and its cryptography, about 0.25 s) in a thread as
+    soon as the command line is known, for a run of the suites that may check hosts.
+
+    This is before pytest reads the rest of its configuration, the harness loads the
+    inventory and the registry, and collection: the first handshake then starts on an
+    imported transport instead of importing it on the run's critical path. An xdist worker
+    never connects (it reads the controller's snapshot), and a run of other tests (the
+    harness's own, the benchmarks' trivial suite) or one that only shows information
+    never needs it.
+    """
+    known = early_config.known_args_namespace
+    if os.environ.get("PYTEST_XDIST_WORKER") or prefetch.checks_nothing_in(known):
+        return
+    paths = [str(arg) for arg in getattr(known, "file_or_dir", None) or []]
+    if checks_suites(paths, early_config.getini("testpaths")):
+        threading.Thread(target=_import_transport, name="import-transport", daemon=True).start()
 
 
 class ContractViolation(AssertionError):

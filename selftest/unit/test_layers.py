@@ -74,3 +74,20 @@ def test_generated_test_without_a_judge_says_so(monkeypatch: pytest.MonkeyPatch)
 
     with pytest.raises(RuntimeError, match="through the conformance pytest plugin"):
         test(Request(), None)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], True),
+        (["tests_hosts"], True),
+        (["tests_hosts/test_hosts.py::test_port_bound", "tests_health"], True),
+        (["selftest/unit"], False),
+        (["selftest/plugin", "tests_hosts"], False),
+        (["benchmarks/trivial_suite"], False),
+    ],
+)
+def test_which_runs_import_the_transport_early(args: list[str], expected: bool) -> None:
+    from conformance.plugin import checks_suites
+
+    assert checks_suites(args, ["tests_hosts", "tests_contracts", "tests_health"]) is expected
