@@ -178,14 +178,17 @@ def harness_command(workers: str, reports: Path, *paths: str, inventory: Path = 
         sys.executable,
         "-m",
         "pytest",
+        # pytest takes its rootdir and ini file from the path-like arguments, option values
+        # included: with the inventory and the reports in a temp dir it would settle there.
+        "-c",
+        str(ROOT / "pyproject.toml"),
         "-q",
         "-p",
         "no:randomly",
         "-n",
         workers,
-        # One word: pytest takes its rootdir from path-like arguments, a separate option value
-        # included, and an inventory in a temp dir would move it there.
-        f"--inventory={inventory}",
+        "--inventory",
+        str(inventory),
         "--reports-dir",
         str(reports),
         "--bulletin",
