@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -98,6 +98,57 @@ def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) 
     paths = [str(arg) for arg in getattr(known, "file_or_dir", None) or []]
     if checks_suites(paths, early_config.getini("testpaths")):
         threading.Thread(target=_import_transport, name="import-transport", daemon=True).start()
+        _start_gathering_at_preparse(early_config)
+
+
+class _Preparsed:
+    """A Config as far as ``pytest_load_initial_conftests`` knows it: the options pytest has
+    pre-parsed (the command line, ``addopts`` and ``PYTEST_ADDOPTS``, with every loaded
+    plugin's defaults), the paths given, and the config's own stash, ini and directories."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.option = config.known_args_namespace
+        self.args = [str(arg) for arg in getattr(self.option, "file_or_dir", None) or []]
+        self.stash = config.stash
+        self.invocation_params = config.invocation_params
+        self.rootpath = config.rootpath
+
+    def getoption(self, name: str) -> Any:
+        return getattr(self.option, name.lstrip("-").replace("-", "_"), None)
+
+    def getini(self, name: str) -> Any:
+        return self.config.getini(name)
+
+
+def _start_gathering_at_preparse(early_config: pytest.Config) -> None:
+    """A single-process run whose plan is the whole inventory (or its hosts and services)
+    starts gathering as soon as pytest has pre-parsed its command line.
+
+    That is before pytest reads the rest of its configuration, configures the other plugins
+    and collects: the handshakes and the hosts' answers overlap with that work. The decision
+    is the one ``pytest_cmdline_main`` and ``pytest_configure`` make later, on the same
+    options, and what it loads (the inventory, the registry, the runtime) is what they use:
+    a run with keywords, markers or paths, or one that will start workers, is left to them.
+    """
+    config = cast(pytest.Config, _Preparsed(early_config))
+    if prefetch.checks_nothing(config) or not prefetch.selection_known_at_configure(config):
+        return
+    if getattr(config.option, "tx", None) or getattr(config.option, "looponfail", False):
+        return
+    try:
+        inventory, registry = _loaded(config)
+    except (InventoryError, RegistryError):
+        return  # configure reports it (exit 4)
+    asked = getattr(config.option, "numprocesses", None)
+    if asked:
+        if config.getoption("--conformance-force-workers"):
+            return
+        checks = sum(1 for case in registry.cases(inventory) if prefetch.selected(config, case))
+        if choose(asked, checks, usable_cpus()):
+            return  # workers: gathering starts at configure, with the snapshot they read
+    config.stash[REGISTRY_KEY] = registry
+    _start_gathering(config)
 
 
 class ContractViolation(AssertionError):
@@ -291,6 +342,8 @@ def _start_gathering_early(config: pytest.Config) -> None:
     """
     if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
         return
+    if PREFETCH_KEY in config.stash:
+        return  # started at pytest_load_initial_conftests
     if getattr(config.option, "tx", None) or not _runs_suites(config):
         return
     if prefetch.checks_nothing(config) or not prefetch.selection_known_at_configure(config):
