@@ -4,7 +4,9 @@ allure-pytest's file logger (``allure_commons.logger.AllureFileLogger``) writes 
 result, fixture container and attachment as it is reported, synchronously: serialising,
 opening, writing and renaming a file per item, a few milliseconds per test that the next
 test waits for. ``BackgroundFileLogger`` is that logger with the same writes (the same
-files, names and content) made by a background thread in the order they were reported. The
+files, names and content) made by a background thread in the order they were reported,
+each result serialised by the C JSON encoder in one call (allure-commons' ``json.dump``
+takes the pure-Python one, writing piece by piece: most of its cost per test). The
 plugin installs it in place of the original before allure-pytest configures itself
 (``install``), and flushes it before the run's own files are made from the results: at the
 end of the session (before the bulletin, the JUnit rewrite and Allure's run files), at
@@ -18,14 +20,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
+import os
 import queue
 import threading
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from allure_commons import hookimpl
-from allure_commons.logger import AllureFileLogger
+from allure_commons.logger import INDENT, AllureFileLogger
+from attr import asdict
 
 _loggers: weakref.WeakSet[BackgroundFileLogger] = weakref.WeakSet()
 
@@ -75,6 +81,18 @@ class BackgroundFileLogger(AllureFileLogger):
         failed, self._failed = self._failed, []
         for write, args in failed:
             write(*args)
+
+    def _report_item(self, item: Any) -> None:
+        """allure-commons' ``_report_item`` with the same name, data and text, serialised in one
+        call: ``json.dump`` encodes in pure Python, writing piece by piece; ``json.dumps``
+        takes the C encoder and gives the same text, written at once."""
+        indent = INDENT if os.environ.get("ALLURE_INDENT_OUTPUT") else None
+        filename = item.file_pattern.format(prefix=uuid.uuid4())
+        data = asdict(item, filter=lambda _, value: value or value is False)
+        text = json.dumps(data, indent=indent, ensure_ascii=False)
+        temporary = self._report_dir / f"{filename}.tmp"
+        temporary.write_text(text, encoding="utf8")
+        temporary.replace(self._report_dir / filename)
 
     @hookimpl
     def report_result(self, result: Any) -> None:
