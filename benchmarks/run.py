@@ -172,6 +172,28 @@ def slope_inventory(folder: Path, extra: int) -> Path:
     return path
 
 
+def file_creation_seconds(folder: Path, count: int = 300) -> float:
+    """Median wall time of making one small file the way allure-commons does (write a
+    temporary, rename it into place) in ``folder``, timed without the harness."""
+    folder.mkdir(parents=True, exist_ok=True)
+    times = []
+    for index in range(count):
+        final = folder / f"{index}-attachment.txt"
+        started = time.monotonic()
+        temporary = final.with_name(final.name + ".tmp")
+        temporary.write_text("x" * 400, encoding="utf-8")
+        temporary.replace(final)
+        times.append(time.monotonic() - started)
+    shutil.rmtree(folder)
+    return statistics.median(times)
+
+
+def allure_files_per_check(results: Path) -> float:
+    """Files allure-pytest wrote per test (results, fixture containers, attachments)."""
+    tests = len(list(results.glob("*-result.json")))
+    return len([path for path in results.iterdir() if path.suffix != ".properties"]) / tests if tests else 0.0
+
+
 def wait_for_no_drift() -> None:
     """Wait until the shared lab carries no drift (another run applies and reverts them)."""
     deadline = time.monotonic() + DRIFT_WAIT
@@ -373,6 +395,13 @@ def main() -> int:
         print(f"-n 0 against -n auto: {serial / auto:.2f}x;  -n 4 against -n auto: {four / auto:.2f}x")
         print_critical_path(figures, logins)
         print_per_check(figures)
+        per_file = file_creation_seconds(Path(scratch) / "files")
+        per_check = allure_files_per_check(Path(scratch) / "slope-sinks-large" / "allure-results")
+        print(
+            f"floor of Allure's results, without the harness: {per_check:.1f} files per check (results, fixture "
+            f"containers, attachments) x {per_file * 1000:.2f} ms to make one file in reports/ (temporary + "
+            f"rename, median) = {per_check * per_file * 1000:.1f} ms per check on this machine's disk"
+        )
         if any(figures[key].codes != {0} for key in figures if key.startswith(("auto", "slope-"))):
             print(
                 "note: some harness runs did not pass (a drift applied to the lab?): re-measure on the conformant lab"
