@@ -7,11 +7,14 @@ policy, and the sinks.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import os
+import threading
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -32,7 +35,7 @@ from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
-from conformance.sinks import Sink
+from conformance.sinks import Sink, allure_files
 from conformance.sinks.categories import Acknowledgements, marked
 from conformance.sinks.controller import (
     RESULT_PROPERTY,
@@ -60,6 +63,92 @@ SNAPSHOT_KEY = pytest.StashKey[Snapshot]()
 WORKER_CHOICE_KEY = pytest.StashKey[WorkerChoice]()
 LOADED_KEY = pytest.StashKey[tuple[Inventory, Registry]]()
 ACKNOWLEDGED_KEY = pytest.StashKey[Acknowledgements]()
+
+
+def checks_suites(args: list[str], testpaths: list[str]) -> bool:
+    """Whether a run's paths (``args``, before pytest has made them the session's) are the
+    suites: none (pytest then takes ``testpaths``), or each inside one of ``testpaths``."""
+    if not args:
+        return True
+    roots = {Path(path).parts[0] for path in testpaths if Path(path).parts}
+    return all(Path(arg.split("::")[0]).parts[:1] and Path(arg.split("::")[0]).parts[0] in roots for arg in args)
+
+
+def _import_transport() -> None:
+    # A background thread must never raise; a failed import is raised again where it is used.
+    with contextlib.suppress(Exception):
+        importlib.import_module("conformance.transport.connection")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, args: list[str]) -> None:
+    """Import the SSH transport (paramiko and its cryptography, about 0.25 s) in a thread as
+    soon as the command line is known, for a run of the suites that may check hosts.
+
+    This is before pytest reads the rest of its configuration, the harness loads the
+    inventory and the registry, and collection: the first handshake then starts on an
+    imported transport instead of importing it on the run's critical path. An xdist worker
+    never connects (it reads the controller's snapshot), and a run of other tests (the
+    harness's own, the benchmarks' trivial suite) or one that only shows information
+    never needs it.
+    """
+    known = early_config.known_args_namespace
+    if os.environ.get("PYTEST_XDIST_WORKER") or prefetch.checks_nothing_in(known):
+        return
+    paths = [str(arg) for arg in getattr(known, "file_or_dir", None) or []]
+    if checks_suites(paths, early_config.getini("testpaths")):
+        threading.Thread(target=_import_transport, name="import-transport", daemon=True).start()
+        _start_gathering_at_preparse(early_config)
+
+
+class _Preparsed:
+    """A Config as far as ``pytest_load_initial_conftests`` knows it: the options pytest has
+    pre-parsed (the command line, ``addopts`` and ``PYTEST_ADDOPTS``, with every loaded
+    plugin's defaults), the paths given, and the config's own stash, ini and directories."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.option = config.known_args_namespace
+        self.args = [str(arg) for arg in getattr(self.option, "file_or_dir", None) or []]
+        self.stash = config.stash
+        self.invocation_params = config.invocation_params
+        self.rootpath = config.rootpath
+
+    def getoption(self, name: str) -> Any:
+        return getattr(self.option, name.lstrip("-").replace("-", "_"), None)
+
+    def getini(self, name: str) -> Any:
+        return self.config.getini(name)
+
+
+def _start_gathering_at_preparse(early_config: pytest.Config) -> None:
+    """A single-process run whose plan is the whole inventory (or its hosts and services)
+    starts gathering as soon as pytest has pre-parsed its command line.
+
+    That is before pytest reads the rest of its configuration, configures the other plugins
+    and collects: the handshakes and the hosts' answers overlap with that work. The decision
+    is the one ``pytest_cmdline_main`` and ``pytest_configure`` make later, on the same
+    options, and what it loads (the inventory, the registry, the runtime) is what they use:
+    a run with keywords, markers or paths, or one that will start workers, is left to them.
+    """
+    config = cast(pytest.Config, _Preparsed(early_config))
+    if prefetch.checks_nothing(config) or not prefetch.selection_known_at_configure(config):
+        return
+    if getattr(config.option, "tx", None) or getattr(config.option, "looponfail", False):
+        return
+    try:
+        inventory, registry = _loaded(config)
+    except (InventoryError, RegistryError):
+        return  # configure reports it (exit 4)
+    asked = getattr(config.option, "numprocesses", None)
+    if asked:
+        if config.getoption("--conformance-force-workers"):
+            return
+        checks = sum(1 for case in registry.cases(inventory) if prefetch.selected(config, case))
+        if choose(asked, checks, usable_cpus()):
+            return  # workers: gathering starts at configure, with the snapshot they read
+    config.stash[REGISTRY_KEY] = registry
+    _start_gathering(config)
 
 
 class ContractViolation(AssertionError):
@@ -157,12 +246,16 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.clean_alluredir = True
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath = str(reports / "junit.xml")
+    if getattr(config.option, "allure_report_dir", None):
+        # allure-pytest configures after this hook: its result files are then written by a
+        # background thread, flushed at the end of the session (conformance.sinks.allure_files).
+        allure_files.install()
     try:
         inventory, registry = _loaded(config)
     except (InventoryError, RegistryError) as exc:
         # UsageError makes pytest exit with code 4 before collecting anything.
         raise pytest.UsageError(str(exc)) from None
-    activate(registry)
+    activate(registry, run_case)
     config.stash[REGISTRY_KEY] = registry
     _runtime(config)
     run_id = config.stash[RUN_ID_KEY]
@@ -249,6 +342,8 @@ def _start_gathering_early(config: pytest.Config) -> None:
     """
     if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
         return
+    if PREFETCH_KEY in config.stash:
+        return  # started at pytest_load_initial_conftests
     if getattr(config.option, "tx", None) or not _runs_suites(config):
         return
     if prefetch.checks_nothing(config) or not prefetch.selection_known_at_configure(config):
@@ -333,7 +428,16 @@ def pytest_configure_node(node: Any) -> None:
     }
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Every Allure file of the session on disk before the run's own files are made from the
+    # results (the controller's sinks) and before a worker reports that it is done.
+    allure_files.flush_all()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    allure_files.flush_all()
+    allure_files.uninstall()
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is not None:
         runtime.close()

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import pytest
-
 from conformance.contracts import cases_of
 from conformance.probes import LanRequest
 
 if TYPE_CHECKING:
+    import pytest
+
     from conformance.contracts import Case, Registry
     from conformance.runtime import Runtime
 
@@ -27,8 +27,13 @@ INFORMATION_OPTIONS = ("help", "version", "showfixtures", "show_fixtures_per_tes
 
 
 def checks_nothing(config: pytest.Config) -> bool:
-    return any(getattr(config.option, name, False) for name in INFORMATION_OPTIONS) or bool(
-        getattr(config.option, "setupplan", False)
+    return checks_nothing_in(config.option)
+
+
+def checks_nothing_in(options: object) -> bool:
+    """``checks_nothing`` for parsed options (pytest's early, partly parsed ones too)."""
+    return any(getattr(options, name, False) for name in INFORMATION_OPTIONS) or bool(
+        getattr(options, "setupplan", False)
     )
 
 

@@ -174,12 +174,17 @@ CASE_FIXTURE = "conformance_case"
 CHECK_ATTRIBUTE = "conformance_check"
 
 
+# How a generated test judges its case: ``judge(item, spec, case)``, given by whoever runs
+# the suites (the pytest plugin passes its ``run_case`` to ``activate``). The registry only
+# names the call, so it never imports the pytest wiring: the layers run one way, plugin ->
+# prefetch -> registry.
+Judge = Callable[[Any, ContractSpec, Case], object]
+
+
 def _make_test(spec: ContractSpec) -> Callable[..., None]:
     def test(request: Any, conformance_case: Case) -> None:
-        from conformance.plugin import run_case
-
         __tracebackhide__ = True
-        run_case(request.node, spec, conformance_case)
+        _judge()(request.node, spec, conformance_case)
 
     test.__name__ = test.__qualname__ = spec.test_name
     test.__doc__ = f"{spec.statement}\n\n{spec.rule}".strip()
@@ -188,11 +193,21 @@ def _make_test(spec: ContractSpec) -> Callable[..., None]:
 
 
 _active: list[Registry] = []
+_judges: list[Judge] = []
 
 
-def activate(registry: Registry) -> None:
-    """The registry of the run being configured (the plugin sets it before collection)."""
+def activate(registry: Registry, judge: Judge | None = None) -> None:
+    """The registry of the run being configured, and how its tests judge a case (the plugin
+    sets both before collection)."""
     _active[:] = [registry]
+    if judge is not None:
+        _judges[:] = [judge]
+
+
+def _judge() -> Judge:
+    if not _judges:
+        raise RuntimeError("the suites' tests judge their cases through the conformance pytest plugin")
+    return _judges[0]
 
 
 def active_registry() -> Registry:

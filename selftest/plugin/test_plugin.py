@@ -320,6 +320,13 @@ import pytest
 from conformance.plugin import PREFETCH_KEY
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_load_initial_conftests(early_config):
+    # After the plugin's: the command line is pre-parsed, pytest has read nothing else yet.
+    with open(os.environ["GATHERING_REPORT"], "a") as handle:
+        handle.write(f"at-preparse={PREFETCH_KEY in early_config.stash}\\n")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
     # After every wrapper's first half (the plugin's), before pytest configures the plugins.
@@ -354,14 +361,15 @@ def test_a_single_process_run_starts_gathering_before_pytest_configures(harness_
     # The plan is known once the options are parsed: the hosts' answers then overlap with
     # configuring the other plugins and collecting.
     lines = _gathering_report(harness_project, monkeypatch, tmp_path, "-n", "0", "--conformance-host", "mini")
-    assert lines[0] == "before-configure=True"
+    # Started as soon as pytest has pre-parsed the command line, before it reads the rest.
+    assert lines[:2] == ["at-preparse=True", "before-configure=True"]
     audit = (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()
     assert sum('"kind": "connect"' in line for line in audit) == 1
 
 
 def test_a_run_narrowed_by_keyword_plans_from_what_was_collected(harness_project, monkeypatch, tmp_path):
     lines = _gathering_report(harness_project, monkeypatch, tmp_path, "-n", "0", "-k", "host_identity and mini")
-    assert lines[0] == "before-configure=False"
+    assert lines[:2] == ["at-preparse=False", "before-configure=False"]
     audit = (harness_project.path / "reports" / "audit.jsonl").read_text().splitlines()
     assert [line for line in audit if '"kind": "connect"' in line and '"host": "mini"' in line]
     assert not [line for line in audit if '"host": "studio"' in line], "only the collected tests' host"
@@ -370,4 +378,4 @@ def test_a_run_narrowed_by_keyword_plans_from_what_was_collected(harness_project
 def test_tests_that_name_no_host_never_load_the_store(harness_project, monkeypatch, tmp_path):
     harness_project.makepyfile(test_plain="def test_plain():\n    assert True\n")
     lines = _gathering_report(harness_project, monkeypatch, tmp_path, "-n", "0", "test_plain.py")
-    assert lines == ["before-configure=False", "store-imported=False"]
+    assert lines == ["at-preparse=False", "before-configure=False", "store-imported=False"]
