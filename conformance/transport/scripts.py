@@ -157,6 +157,8 @@ print(json.dumps(out))""",
 # the units name (User=, UserName) that round one's listing did not hold. Python's
 # pwd.getpwnam raises KeyError whenever getpwnam(3) returns NULL, so null means that no NSS
 # source answered for the name (not found, or a source that could not be reached).
+# USER_HOMES without its listing: the hosts that need this round are those whose accounts live
+# in a directory, where enumerating every account is what to avoid.
 ACCOUNTS_BY_NAME = Script(
     "accounts-by-name",
     """import json,pwd,sys

@@ -226,7 +226,7 @@ def test_a_restart_one_poll_catches_opens_nothing_an_outage_opens_one_entry_afte
         monitor.poll_once(next(clock))
         assert _open_fingerprints(monitor) == [], "the first passing poll resolves it"
     finally:
-        monitor.poller.close()  # type: ignore[union-attr]
+        monitor.poller.close()
         monitor._dispose_engine()
 
 
@@ -253,7 +253,7 @@ def test_the_poll_threshold_comes_from_the_option_else_the_inventory_and_a_highe
         monitor.poll_once(datetime(2026, 12, 1, tzinfo=UTC))
         assert _open_fingerprints(monitor) == [PROXY_HEALTH]
     finally:
-        monitor.poller.close()  # type: ignore[union-attr]
+        monitor.poller.close()
         monitor._dispose_engine()
 
 
