@@ -35,7 +35,7 @@ from conformance.inventory.model import Inventory
 from conformance.probes import LanRequest
 from conformance.results import Outcome, Result
 from conformance.runtime import RunOptions, Runtime, new_run_id
-from conformance.sinks import Sink, allure_files
+from conformance.sinks import Sink, allure_writer
 from conformance.sinks.categories import Acknowledgements, marked
 from conformance.sinks.controller import (
     RESULT_PROPERTY,
@@ -246,10 +246,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.clean_alluredir = True
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath = str(reports / "junit.xml")
-    if getattr(config.option, "allure_report_dir", None):
-        # allure-pytest configures after this hook: its result files are then written by a
-        # background thread, flushed at the end of the session (conformance.sinks.allure_files).
-        allure_files.install()
+    # allure-pytest configures after this hook: the harness records the run's Allure results
+    # instead of its listener and writes them at the end of the session (conformance.sinks.allure_writer).
+    allure_writer.take_over(config)
     try:
         inventory, registry = _loaded(config)
     except (InventoryError, RegistryError) as exc:
@@ -422,7 +421,7 @@ def pytest_configure_node(node: Any) -> None:
     if SNAPSHOT_KEY in config.stash:
         node.workerinput["conformance_snapshot"] = str(config.stash[SNAPSHOT_KEY].path)
     node.workerinput["conformance_options"] = {
-        "allure_report_dir": getattr(config.option, "allure_report_dir", None),
+        "allure_report_dir": allure_writer.results_folder(config),
         # Only the controller cleans the results folder, once, before any worker starts.
         "clean_alluredir": False,
     }
@@ -431,13 +430,12 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # Every Allure file of the session on disk before the run's own files are made from the
-    # results (the controller's sinks) and before a worker reports that it is done.
-    allure_files.flush_all()
+    # results (the controller's sinks).
+    allure_writer.write_results(session.config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    allure_files.flush_all()
-    allure_files.uninstall()
+    allure_writer.write_results(config)  # what came after the session's end (late finalizers)
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is not None:
         runtime.close()

@@ -139,6 +139,12 @@ class Secret:
         raise TypeError("a Secret is never pickled (it would leave the process in clear)")
 
 
+def generation() -> int:
+    """Changes whenever a secret is registered: a text redacted under an older generation
+    may hold a secret known only now."""
+    return _generation
+
+
 def is_secret_name(name: str) -> bool:
     """Whether a variable or key name says it holds a credential (a part is KEY, TOKEN ...)."""
     return bool(_CREDENTIAL_NAME.fullmatch(name.strip()))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from conformance.redact import generation as redact_generation
 from conformance.redact import redact, redact_data
 
 
@@ -91,6 +92,17 @@ class Result:
         return redact("\n".join(lines))
 
     def to_json(self) -> str:
+        """The result as JSON, redacted. Several sinks ask for it per check (the report's
+        properties, Allure's attachment); it is made once per redaction generation."""
+        cached: tuple[int, str] | None = self.__dict__.get("_json")
+        current = redact_generation()
+        if cached is not None and cached[0] == current:
+            return cached[1]
+        text = self._make_json()
+        object.__setattr__(self, "_json", (current, text))
+        return text
+
+    def _make_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data["outcome"] = self.outcome.value
         data["fingerprint"] = self.subject.fingerprint if self.subject else None

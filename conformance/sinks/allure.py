@@ -2,49 +2,60 @@
 epic = layer, feature = service, story = contract, owner, severity, host as a tag, the
 contract's statement as the description, and the evidence attached (redacted).
 
-Called from inside the running test (allure's dynamic API needs the test context); a no-op
-when allure-pytest is not active.
+Called from inside the running test; handed to the run's Allure recorder at once
+(``conformance.sinks.allure_writer``); a no-op when the run writes no Allure results.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from allure_commons.types import AttachmentType
 
 from conformance.contracts.base import Case
 from conformance.redact import redact
 from conformance.results import Result
-from conformance.sinks import BaseSink
+from conformance.sinks import BaseSink, allure_writer
 from conformance.sinks.categories import write_run_files
 
 _SEVERITY = {"critical": "critical", "major": "normal", "minor": "minor"}
 
 
-def annotate(case: Case, result: Result) -> None:
-    try:
-        import allure
-        from allure_commons import plugin_manager
-    except ImportError:
-        return
-    if not plugin_manager.list_name_plugin():
-        return  # allure-pytest is not collecting results in this run
-    inventory = case.inventory
-    subject = result.subject or case.subject(inventory)
-    allure.dynamic.epic(inventory.layer.title)
-    allure.dynamic.feature(case.service.name if case.service else (f"host {case.host}" if case.host else "inventory"))
-    allure.dynamic.story(subject.check)
-    allure.dynamic.label("owner", subject.owner)
-    allure.dynamic.severity(allure.severity_level(_SEVERITY.get(subject.severity, "normal")))
-    allure.dynamic.tag(f"host:{case.host}")
-    allure.dynamic.label("fingerprint", subject.fingerprint)
+def allure_labels(case: Case, result: Result) -> list[tuple[str, str]]:
+    """The labels owners navigate by, in the order the report lists them."""
+    subject = result.subject or case.subject(case.inventory)
+    feature = case.service.name if case.service else (f"host {case.host}" if case.host else "inventory")
+    return [
+        ("epic", case.inventory.layer.title),
+        ("feature", feature),
+        ("story", subject.check),
+        ("owner", subject.owner),
+        ("severity", _SEVERITY.get(subject.severity, "normal")),
+        ("tag", f"host:{case.host}"),
+        ("fingerprint", subject.fingerprint),
+    ]
+
+
+def allure_description(case: Case) -> str | None:
     if case.contract:
-        allure.dynamic.description(f"**Contract**: {case.contract.statement}\n\nSource: {inventory.layer.source}")
-    elif case.service and case.service.notes:
-        allure.dynamic.description("\n".join(case.service.notes))
-    for name, value in result.evidence.items():
-        allure.attach(redact(value)[:20000], name=name, attachment_type=allure.attachment_type.TEXT)
-    allure.attach(result.to_json(), name="result.json", attachment_type=allure.attachment_type.JSON)
+        return f"**Contract**: {case.contract.statement}\n\nSource: {case.inventory.layer.source}"
+    if case.service and case.service.notes:
+        return "\n".join(case.service.notes)
+    return None
+
+
+def annotate(case: Case, result: Result) -> None:
+    """Labels, description and evidence of one check, on the running test's Allure result."""
+    recorder = allure_writer.active_recorder()
+    if recorder is None:
+        return  # no Allure results in this run
+    attachments: list[tuple[str, str, Any]] = [
+        (redact(value)[:20000], name, AttachmentType.TEXT) for name, value in result.evidence.items()
+    ]
+    attachments.append((result.to_json(), "result.json", AttachmentType.JSON))
+    recorder.annotate(allure_labels(case, result), allure_description(case), attachments)
 
 
 def environment_properties(inventory_path: str, run_id: str, version: str, layer: str) -> str:

@@ -21,7 +21,7 @@ import pytest
 from conformance.bulletin.store import BulletinUpdate
 from conformance.inventory.model import Inventory
 from conformance.results import Outcome, Result
-from conformance.sinks import BaseSink, Sink
+from conformance.sinks import BaseSink, Sink, allure_writer
 from conformance.sinks.allure import AllureSink
 from conformance.sinks.junit import JUnitSink
 
@@ -175,7 +175,7 @@ def run_sinks(config: pytest.Config, inventory: Inventory, reports: Path, run_id
         TerminalSink(),
         BulletinSink(bulletin_path(config, reports), run_id, inventory, config),
         AllureSink(
-            getattr(config.option, "allure_report_dir", None),
+            allure_writer.results_folder(config),
             inventory.source_path,
             run_id,
             harness_version(),

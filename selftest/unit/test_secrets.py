@@ -190,3 +190,14 @@ def test_yaml_error_of_a_config_file_does_not_quote_its_line(lab):
         yaml.safe_load(content)
     result = file_parses.judge_file(router.path, "yaml", facts.files.get(key))
     assert result.outcome is Outcome.VIOLATED and "canary-yaml-error" not in result.render()
+
+
+def test_a_results_json_is_made_again_once_a_secret_is_registered():
+    # to_json is made once per check for several sinks; a secret known only later (read
+    # from a host after the result was made) must still be masked in the next one.
+    result = Result(outcome=Outcome.PASSED, summary="ok", evidence={"motd": "hello canary-late-secret-0042"})
+    first = result.to_json()
+    assert "canary-late-secret-0042" in first  # not a secret yet
+    assert result.to_json() is first  # the same text, not made again
+    redact.register_secret("canary-late-secret-0042")
+    assert "canary-late-secret-0042" not in result.to_json()
