@@ -247,3 +247,22 @@ def test_a_clean_folder_starts_empty_and_an_unclean_one_keeps_old_results(sample
     assert len(list(folder.glob("*-result.json"))) == 2 * first
     _run(sample, "results", "--clean-alluredir")
     assert len(list(folder.glob("*-result.json"))) == first
+
+
+def test_a_test_whose_worker_dies_is_a_broken_result(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_crash="import os, signal\n\ndef test_dies():\n    os.kill(os.getpid(), signal.SIGKILL)\n\n"
+        "def test_lives():\n    pass\n"
+    )
+    pytester.makeconftest(TAKE_OVER)
+    results = pytester.path / "results"
+    outcome = pytester.runpytest_subprocess(
+        "-p", "no:conformance.plugin", "-p", "no:randomly", f"--alluredir={results}", "-n", "2"
+    )
+    assert outcome.ret == 1, outcome.stdout.str()
+    written = {doc["name"]: doc for doc in map(json.loads, map(Path.read_text, results.glob("*-result.json")))}
+    assert written["test_lives"]["status"] == "passed"
+    dead = written["test_dies"]
+    assert dead["status"] == "broken"
+    assert dead["fullName"] == "test_crash#test_dies"
+    assert dead["statusDetails"]["message"] == "the process running this test died"
