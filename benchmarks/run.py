@@ -180,8 +180,8 @@ def slope_inventory(folder: Path, extra: int) -> Path:
 def file_creation_seconds(folder: Path, count: int = 300) -> float:
     """Mean wall time of making one small file in ``folder`` (write it, as the writer does),
     timed without the harness. The mean, not the median: a run pays for every file, and on
-    a disk whose file creation is slow throughout (this VM's project folder: about 0.3 ms,
-    ten times /var/tmp's) the median would hide nothing but the mean is what is paid."""
+    a disk whose file creation is slow (this VM's project folder: 0.02-0.3 ms from one hour
+    to the next, /var/tmp's 0.01-0.03 ms) the mean is what is paid."""
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     for index in range(count):
@@ -346,6 +346,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=ROOT / "reports", prefix="benchmark-") as scratch:
         slope_lab = slope_inventory(Path(scratch), EXTRA_CHECKS)
         measured, rounds, again = 0, 0, 0
+        file_seconds: list[float] = []  # mean time to make one file in reports/, per round
         # The first round is the warm-up, not measured. The lab may be shared: a round during
         # which a drift was applied, or whose commands did not all pass, is measured again, at
         # most 3 x --runs times; then what was measured is printed, with a note. A round
@@ -363,6 +364,8 @@ def main() -> int:
                 host.name: openssh_login(client, host.ssh.user, host.address) if client else None
                 for host in inventory.hosts
             }
+            # Making a file costs what the disk costs at that moment: timed in every round.
+            per_file_now = file_creation_seconds(Path(scratch) / "files")
             drifted = drifted or bool(load_state().drifts)
             passed = all(timing.code == 0 for timing, _ in timings.values())
             if rounds == 1:
@@ -382,6 +385,7 @@ def main() -> int:
             for host, login in seconds.items():
                 if login is not None:
                     logins[host].seconds.append(login)
+            file_seconds.append(per_file_now)
         if again:
             print(f"{again} round(s) measured again: a drift was applied meanwhile, or a command did not pass")
         baselines = [figure for key, figure in figures.items() if key.startswith(("naive-", "trivial-"))]
@@ -403,14 +407,14 @@ def main() -> int:
         print(f"naive best against harness best: {min(naive_auto, naive_serial) / min(auto, serial, four):.2f}x faster")
         print(f"-n 0 against -n auto: {serial / auto:.2f}x;  -n 4 against -n auto: {four / auto:.2f}x")
         print_critical_path(figures, logins)
-        per_file = file_creation_seconds(Path(scratch) / "files", count=1000)
+        per_file = statistics.median(file_seconds)
         per_check = allure_files_per_check(Path(scratch) / "slope-sinks-large" / "allure-results")
         files_floor = per_check * per_file
         print_per_check(figures, files_floor)
         print(
             f"floor of Allure's results, without the harness: {per_check:.1f} files per check (results, fixture "
-            f"containers, attachments) x {per_file * 1000:.2f} ms to make one file in reports/ (mean of 1000) = "
-            f"{files_floor * 1000:.2f} ms per check on this machine's disk"
+            f"containers, attachments) x {per_file * 1000:.2f} ms to make one file in reports/ (mean of 300, "
+            f"median of the rounds) = {files_floor * 1000:.2f} ms per check on this machine's disk"
         )
         if any(figures[key].codes != {0} for key in figures if key.startswith(("auto", "slope-"))):
             print(

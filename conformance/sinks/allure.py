@@ -81,6 +81,10 @@ class AllureSink(BaseSink):
         annotate(case, result)
 
     def on_finish(self, session: pytest.Session, exitstatus: int) -> None:
+        try:
+            allure_writer.write_results(session.config)  # every test's files on disk
+        except OSError as exc:
+            self.error = f"Allure results NOT all written: {exc}"
         if self.results_dir and Path(self.results_dir).is_dir():
             try:
                 (Path(self.results_dir) / "environment.properties").write_text(self.environment, encoding="utf-8")

@@ -17,12 +17,13 @@ same result files with a fraction of that work:
   meanwhile into plain data on the report (``PAYLOAD_ATTRIBUTE``), which xdist carries to
   the controller as it carries the report.
 - ``AllureWriter`` runs in the process that owns the session (the single process or the
-  xdist controller). It keeps each report's data and writes the files at the end of the
-  session, before the run's own files (the bulletin, JUnit, Allure's run files) are made:
-  the same names (``<uuid>-result.json``, ``-container.json``, ``-attachment.<ext>``) and
-  the same JSON (allure-commons' ``asdict`` filter; indented when ``ALLURE_INDENT_OUTPUT``
-  is set). Data that arrives later (fixtures finalised after the last test, a worker's
-  leftovers at its end) is written at unconfigure.
+  xdist controller). It writes each report's files as the report arrives, in a background
+  thread that does only the file system's work, and waits for it at the end of the
+  session (the Allure sink, which fails the run if a write failed): the same names
+  (``<uuid>-result.json``, ``-container.json``, ``-attachment.<ext>``) and the same JSON
+  (allure-commons' ``asdict`` filter; indented when ``ALLURE_INDENT_OUTPUT`` is set). What
+  arrives later (fixtures finalised after the last test, a worker's leftovers at its end)
+  is written then too, and anything after that at unconfigure.
 
 A test whose worker dies (``kill -9``) reaches the controller as xdist's crash report: it is
 written as a broken result naming the crash, where allure-pytest's files for that worker's
@@ -36,7 +37,9 @@ import contextlib
 import doctest
 import json
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
@@ -475,44 +478,81 @@ class AllureRecorder:
 
 
 class AllureWriter:
-    """Keeps every test's Allure data as its report arrives and writes the files; see the
-    module's docstring."""
+    """Writes every test's Allure files as its report arrives, in a background thread; see
+    the module's docstring.
+
+    The documents are made by the recorder (serialised in the process that ran the test);
+    what is left is the file system's work, which on some disks costs several times the
+    serialising (this VM's project folder: about 0.3 ms to create a file). The thread does
+    only that: the creates and writes release the interpreter's lock, so they overlap with
+    the next tests and with the end of the session. ``flush`` waits for it, at the end of
+    the session (the Allure sink, before the run's summary and exit status) and at
+    unconfigure; a write that failed is raised there, so the run reports it."""
 
     def __init__(self, report_dir: Path, recorder: AllureRecorder | None) -> None:
         self.report_dir = report_dir
         self.recorder = recorder
-        self._pending: list[dict[str, Any]] = []
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._failures: list[OSError] = []
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
         if isinstance(payload, dict):
-            self._pending.append(payload)
+            self._submit(payload)
         elif str(report.when) == "???":
-            self._pending.append(crash_payload(report))  # xdist: the worker running it died
+            self._submit(crash_payload(report))  # xdist: the worker running it died
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         leftovers = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
         if isinstance(leftovers, dict):
-            self._pending.append(leftovers)
+            self._submit(leftovers)
 
-    def write(self) -> None:
-        """Write every result, container, attachment and globals file received so far."""
+    def _submit(self, payload: dict[str, Any]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="allure-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(payload)
+
+    def _drain(self) -> None:
+        while True:
+            payload = self._queue.get()
+            try:
+                self._write(payload)
+            except OSError as error:  # the rest is still written; flush raises it
+                self._failures.append(error)
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Return once every file received so far is written; raise the first failed write."""
         if self.recorder is not None:
-            self._pending.append(self.recorder.leftovers())
-        pending, self._pending = self._pending, []
+            leftovers = self.recorder.leftovers()
+            if any(leftovers.values()):
+                self._submit(leftovers)
+        if self._thread is not None:
+            if self._thread.is_alive():
+                self._queue.join()
+            else:  # interpreter shutdown stopped the thread: write here
+                while not self._queue.empty():
+                    self._write(self._queue.get_nowait())
+        failures, self._failures = self._failures, []
+        if failures:
+            raise failures[0]
+
+    def _write(self, payload: dict[str, Any]) -> None:
         folder = self.report_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        for payload in pending:
-            for name, body in payload.get("files", ()):
-                (folder / name).write_bytes(body if isinstance(body, bytes) else str(body).encode("utf-8"))
-            for document in payload.get("results", ()):
-                self._write_json(TEST_CASE_PATTERN, document)
-            for document in payload.get("containers", ()):
-                self._write_json(TEST_GROUP_PATTERN, document)
-            for document in payload.get("globals", ()):
-                self._write_json("{prefix}-globals.json", document)
+        folder.mkdir(parents=True, exist_ok=True)  # cleaned or removed since the run began
+        for name, body in payload.get("files", ()):
+            (folder / name).write_bytes(body if isinstance(body, bytes) else str(body).encode("utf-8"))
+        for document in payload.get("results", ()):
+            self._write_json(TEST_CASE_PATTERN, document)
+        for document in payload.get("containers", ()):
+            self._write_json(TEST_GROUP_PATTERN, document)
+        for document in payload.get("globals", ()):
+            self._write_json("{prefix}-globals.json", document)
 
     def _write_json(self, pattern: str, document: str) -> None:
         (self.report_dir / pattern.format(prefix=_new_uuid())).write_text(document, encoding="utf8")
@@ -613,7 +653,8 @@ def active_recorder() -> AllureRecorder | None:
 
 
 def write_results(config: pytest.Config) -> None:
-    """In the process that owns the session: write every file received so far."""
+    """In the process that owns the session: return once every file received so far is
+    written (raises the first write that failed, an OSError)."""
     writer = config.stash.get(WRITER_KEY, None)
     if writer is not None:
-        writer.write()
+        writer.flush()

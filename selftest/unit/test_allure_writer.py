@@ -266,3 +266,21 @@ def test_a_test_whose_worker_dies_is_a_broken_result(pytester: pytest.Pytester) 
     assert dead["status"] == "broken"
     assert dead["fullName"] == "test_crash#test_dies"
     assert dead["statusDetails"]["message"] == "the process running this test died"
+
+
+def test_a_write_that_fails_is_raised_when_the_writer_is_flushed(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from conformance.sinks.allure_writer import PAYLOAD_ATTRIBUTE, AllureWriter
+
+    occupied = tmp_path / "occupied"
+    occupied.write_text("a file where the results folder should be")
+    writer = AllureWriter(occupied, recorder=None)
+    payload = {"results": ['{"name": "t"}'], "containers": [], "files": [], "globals": []}
+    writer.pytest_runtest_logreport(SimpleNamespace(**{PAYLOAD_ATTRIBUTE: payload, "when": "teardown"}))  # type: ignore[arg-type]
+    with pytest.raises(OSError):
+        writer.flush()
+    writable = AllureWriter(tmp_path / "results", recorder=None)
+    writable.pytest_runtest_logreport(SimpleNamespace(**{PAYLOAD_ATTRIBUTE: payload, "when": "teardown"}))  # type: ignore[arg-type]
+    writable.flush()
+    assert [path.read_text() for path in (tmp_path / "results").glob("*-result.json")] == ['{"name": "t"}']
