@@ -21,7 +21,7 @@ same result files with a fraction of that work:
   thread that does only the file system's work, and waits for it at the end of the
   session (the Allure sink, which fails the run if a write failed): the same names
   (``<uuid>-result.json``, ``-container.json``, ``-attachment.<ext>``) and the same JSON
-  (allure-commons' ``asdict`` filter; indented when ``ALLURE_INDENT_OUTPUT`` is set). What
+  (allure-commons' ``asdict`` filter, as ``_plain``; indented when ``ALLURE_INDENT_OUTPUT`` is set). What
   arrives later (fixtures finalised after the last test, a worker's leftovers at its end)
   is written then too, and anything after that at unconfigure.
 
@@ -38,6 +38,7 @@ import doctest
 import json
 import os
 import queue
+import random
 import shutil
 import threading
 import uuid
@@ -73,7 +74,6 @@ from allure_commons.types import AttachmentType, LabelType
 from allure_commons.utils import host_tag, md5, now, platform_label, represent, thread_tag
 from allure_pytest import utils as allure_utils
 from allure_pytest.compat import getfixturedefs
-from attr import asdict
 
 PAYLOAD_ATTRIBUTE = "conformance_allure"
 WORKER_OUTPUT_KEY = "conformance_allure"
@@ -85,15 +85,41 @@ def _kept(_: Any, value: Any) -> bool:
     return bool(value) or value is False
 
 
+def _plain(value: Any) -> Any:
+    """``attr.asdict(item, filter=_kept)`` for allure-commons' model: each attrs instance a
+    dict of its kept attributes in declaration order, lists and tuples lists, dicts dicts,
+    anything else as it is. The same data (the self-tests compare the files), made by one
+    small recursion instead of asdict's general one, which is most of a result's cost."""
+    fields = getattr(type(value), "__attrs_attrs__", None)
+    if fields is not None:
+        plain = {}
+        for field_ in fields:
+            attribute = getattr(value, field_.name)
+            if attribute or attribute is False:
+                plain[field_.name] = _plain(attribute)
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    return value
+
+
 def _document(item: Any) -> str:
     """An item's file content, as allure-commons' file logger writes it (its ``json.dump`` to
     a file gives the same text as ``json.dumps``)."""
     indent = INDENT if os.environ.get("ALLURE_INDENT_OUTPUT") else None
-    return json.dumps(asdict(item, filter=_kept), indent=indent, ensure_ascii=False)
+    return json.dumps(_plain(item), indent=indent, ensure_ascii=False)
+
+
+# Version-4 UUIDs from a generator seeded once per process from the OS: the ids and file
+# names only need to be unique (122 random bits), and os.urandom, which uuid.uuid4 calls
+# for each one, costs about 16 us a call on this VM, six times per test.
+_ids = random.Random()  # noqa: S311 - unique names, not secrets
 
 
 def _new_uuid() -> str:
-    return str(uuid.uuid4())
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 def _attachment_file(attachment_type: Any, extension: str | None) -> tuple[str, str | None]:
@@ -118,6 +144,9 @@ class _Running:
     steps: dict[str, TestStepResult] = field(default_factory=dict)
     open_steps: list[TestStepResult] = field(default_factory=list)
     files: list[tuple[str, bytes]] = field(default_factory=list)
+    # The fixtures allure-pytest would find for the test, found again only when the test has
+    # asked for more (``request.getfixturevalue`` in its body).
+    fixture_definitions: tuple[int, list[Any]] = (-1, [])
 
 
 class AllureRecorder:
@@ -175,13 +204,16 @@ class AllureRecorder:
         request = getattr(item, "_request", None)
         if running is None or request is None or not self._containers:
             return
+        names = getattr(request, "fixturenames", ())
+        if running.fixture_definitions[0] != len(names):
+            manager = item.session._fixturemanager
+            found = [definition for name in names for definition in getfixturedefs(manager, name, item) or ()]
+            running.fixture_definitions = (len(names), found)
         test_uuid = running.result.uuid
-        manager = item.session._fixturemanager
-        for name in getattr(request, "fixturenames", ()):
-            for definition in getfixturedefs(manager, name, item) or ():
-                container = self._containers.get(id(definition))
-                if container is not None and test_uuid not in container.children:
-                    container.children.append(test_uuid)
+        for definition in running.fixture_definitions[1]:
+            container = self._containers.get(id(definition))
+            if container is not None and test_uuid not in container.children:
+                container.children.append(test_uuid)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:

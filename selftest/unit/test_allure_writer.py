@@ -1,9 +1,9 @@
 """The harness's Allure writer makes the report allure-pytest's listener makes.
 
 One test module that uses what allure-pytest reads (outcomes of every kind, fixtures with
-finalizers at two scopes, a failing fixture, parametrization, markers, allure's label,
-title and description decorators, steps with attachments, the dynamic API, captured output
-and logs, a class) is run twice in subprocesses: with allure-pytest alone, and with the
+finalizers at two scopes, a failing fixture, one asked for in a test's body,
+parametrization, markers, allure's label, title and description decorators, steps with
+attachments, the dynamic API, captured output and logs, a class) is run twice in subprocesses: with allure-pytest alone, and with the
 writer taking over (wired by a conftest as the harness's plugin wires it), single-process
 and under xdist. The results, containers and attachments are compared after removing only
 what differs from run to run by design (uuids, timestamps, the process and thread label).
@@ -106,6 +106,15 @@ def test_steps_and_attachments(resource):
 def test_failing_step():
     with allure.step("step that fails"):
         assert False, "inside a step"
+
+
+@pytest.fixture
+def asked_in_the_body():
+    yield "late"
+
+
+def test_asks_for_a_fixture_in_its_body(request):
+    assert request.getfixturevalue("asked_in_the_body") == "late"
 
 
 def test_output(caplog):
@@ -217,7 +226,7 @@ def test_the_writer_makes_allure_pytests_report(sample: pytest.Pytester) -> None
     expected = normalized(_run(sample, "by-allure-pytest"))
     sample.makeconftest(TAKE_OVER)
     written = normalized(_run(sample, "by-the-writer"))
-    assert len(expected["tests"]) == 14
+    assert len(expected["tests"]) == 15
     assert written["tests"].keys() == expected["tests"].keys()
     for name, document in expected["tests"].items():
         assert written["tests"][name] == document, name
