@@ -41,6 +41,7 @@ from lab.config import state_dir  # noqa: E402
 LAB_INVENTORY = ROOT / "inventory" / "lab.yaml"
 HOST_COUNTS = (2, 10, 22)
 MAIN_HOSTS = 2
+SCALE_GOAL = 1.15  # the largest run against the machine-CPU floor
 SUITE_TIMEOUT = 1200
 # Variables that would silently amend the generated inventory or move the outputs.
 SCRUBBED_ENV = re.compile(r"^CONFORMANCE_(SITE|INVENTORY|REPORTS|BULLETIN|HOST_.*)$")
@@ -305,6 +306,12 @@ def print_projection(results: dict[int, list[SuiteRun]], hosts: int = 200) -> No
     print(
         f"so on this machine {large} hosts cannot take less than {floor:.2f} s ({machine[large]:.2f} s of CPU "
         f"over {cpus} CPUs), against {wall[small] * 1.3:.2f} s for 1.3x the {small}-host time"
+    )
+    verdict = "holds" if wall[large] <= SCALE_GOAL * floor else "does NOT hold"
+    print(
+        f"{large} hosts: {wall[large]:.2f} s = {wall[large] / floor:.2f}x that machine-CPU floor (goal: at most "
+        f"{SCALE_GOAL}x: {verdict}); of the machine's CPU, the run's own process {cpu[large]:.2f} s (serial, one "
+        f"interpreter), the hosts {machine[large] - cpu[large]:.2f} s"
     )
 
 

@@ -658,7 +658,10 @@ def take_over(config: pytest.Config) -> bool:
     config.option.allure_report_dir = None
     recorder = AllureRecorder(config)
     config.pluginmanager.register(recorder, "conformance-allure-recorder")
-    plugin_manager.register(recorder, "conformance-allure-recorder")
+    # allure-commons' plugin manager is one per interpreter: a run inside a run (pytester)
+    # registers its own recorder beside the outer one's, under its own name.
+    allure_name = f"conformance-allure-recorder-{id(recorder)}"
+    plugin_manager.register(recorder, allure_name)
     _active.append(recorder)
     if not worker:
         writer = AllureWriter(folder, recorder)
@@ -666,7 +669,7 @@ def take_over(config: pytest.Config) -> bool:
         config.stash[WRITER_KEY] = writer
 
     def release() -> None:
-        plugin_manager.unregister(name="conformance-allure-recorder")
+        plugin_manager.unregister(name=allure_name)
         with contextlib.suppress(ValueError):
             _active.remove(recorder)
 

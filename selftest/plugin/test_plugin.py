@@ -345,6 +345,9 @@ def pytest_unconfigure(config):
 def _gathering_report(harness_project, monkeypatch, tmp_path, *args: str) -> list[str]:
     report = tmp_path / "gathering.txt"
     monkeypatch.setenv("GATHERING_REPORT", str(report))
+    # When the harness's own tests run under xdist, the run below would inherit the marker
+    # of an xdist worker and, rightly, never gather.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     harness_project.makepyfile(when_gathering_started=_WHEN_GATHERING_STARTED)
     harness_project.runpytest_subprocess(
         "-p",
