@@ -3,10 +3,11 @@
 One test module that uses what allure-pytest reads (outcomes of every kind, fixtures with
 finalizers at two scopes, a failing fixture, one asked for in a test's body,
 parametrization, markers, allure's label, title and description decorators, steps with
-attachments, the dynamic API, captured output and logs, a class) is run twice in subprocesses: with allure-pytest alone, and with the
-writer taking over (wired by a conftest as the harness's plugin wires it), single-process
-and under xdist. The results, containers and attachments are compared after removing only
-what differs from run to run by design (uuids, timestamps, the process and thread label).
+attachments, the dynamic API, captured output and logs, a class) is run twice in
+subprocesses: with allure-pytest alone, and with the writer taking over (wired by a
+conftest as the harness's plugin wires it), single-process and under xdist. The results,
+containers and attachments are compared after removing only what differs from run to run
+by design (uuids, timestamps, the process and thread label).
 """
 
 from __future__ import annotations
