@@ -33,6 +33,7 @@ recorder directly (``annotate``), not through the dynamic API's hook calls.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import doctest
 import json
@@ -147,6 +148,20 @@ class _Running:
     # The fixtures allure-pytest would find for the test, found again only when the test has
     # asked for more (``request.getfixturevalue`` in its body).
     fixture_definitions: tuple[int, list[Any]] = (-1, [])
+
+
+def _carried(name: str, body: bytes) -> list[str]:
+    """An attachment as JSON-safe text on the report (plugins such as pytest-reportlog write
+    a report's fields as JSON): its UTF-8 text when it is text, else base64."""
+    try:
+        return [name, "text", body.decode("utf-8")]
+    except UnicodeDecodeError:
+        return [name, "base64", base64.b64encode(body).decode("ascii")]
+
+
+def _uncarried(carried: Any) -> tuple[str, bytes]:
+    name, encoding, text = carried
+    return str(name), base64.b64decode(text) if encoding == "base64" else str(text).encode("utf-8")
 
 
 class AllureRecorder:
@@ -359,7 +374,7 @@ class AllureRecorder:
         payload: dict[str, Any] = {
             "results": [_document(running.result)] if running is not None else [],
             "containers": [_document(container) for container in self._closed],
-            "files": [[name, body] for name, body in files],
+            "files": [_carried(name, body) for name, body in files],
             "globals": self._globals,
         }
         self._closed, self._globals = [], []
@@ -532,6 +547,9 @@ class AllureWriter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, PAYLOAD_ATTRIBUTE, None)
         if isinstance(payload, dict):
+            # Taken off the report: the reports live until the end of the run (the terminal's
+            # summary keeps them), and no other plugin needs the documents.
+            delattr(report, PAYLOAD_ATTRIBUTE)
             self._submit(payload)
         elif str(report.when) == "???":
             self._submit(crash_payload(report))  # xdist: the worker running it died
@@ -577,8 +595,9 @@ class AllureWriter:
     def _write(self, payload: dict[str, Any]) -> None:
         folder = self.report_dir
         folder.mkdir(parents=True, exist_ok=True)  # cleaned or removed since the run began
-        for name, body in payload.get("files", ()):
-            (folder / name).write_bytes(body if isinstance(body, bytes) else str(body).encode("utf-8"))
+        for carried in payload.get("files", ()):
+            name, body = _uncarried(carried)
+            (folder / name).write_bytes(body)
         for document in payload.get("results", ()):
             self._write_json(TEST_CASE_PATTERN, document)
         for document in payload.get("containers", ()):

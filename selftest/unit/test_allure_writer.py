@@ -95,7 +95,7 @@ def test_steps_and_attachments(resource):
         allure.attach("inside", name="in step", attachment_type=allure.attachment_type.TEXT)
         with allure.step("inner step"):
             pass
-    allure.attach(b"\\x00\\x01", name="binary", attachment_type=allure.attachment_type.PNG)
+    allure.attach(b"\\x00\\xff\\xfe", name="binary", attachment_type=allure.attachment_type.PNG)
     allure.attach('{"a": 1}', name="data", attachment_type=allure.attachment_type.JSON)
     allure.dynamic.label("owner", "somebody")
     allure.dynamic.tag("dynamic-tag")
@@ -286,7 +286,8 @@ def test_a_write_that_fails_is_raised_when_the_writer_is_flushed(tmp_path: Path)
     occupied = tmp_path / "occupied"
     occupied.write_text("a file where the results folder should be")
     writer = AllureWriter(occupied, recorder=None)
-    payload = {"results": ['{"name": "t"}'], "containers": [], "files": [], "globals": []}
+    attachment = ["a-attachment.txt", "text", "é"]
+    payload = {"results": ['{"name": "t"}'], "containers": [], "files": [attachment], "globals": []}
     writer.pytest_runtest_logreport(SimpleNamespace(**{PAYLOAD_ATTRIBUTE: payload, "when": "teardown"}))  # type: ignore[arg-type]
     with pytest.raises(OSError):
         writer.flush()
@@ -294,3 +295,4 @@ def test_a_write_that_fails_is_raised_when_the_writer_is_flushed(tmp_path: Path)
     writable.pytest_runtest_logreport(SimpleNamespace(**{PAYLOAD_ATTRIBUTE: payload, "when": "teardown"}))  # type: ignore[arg-type]
     writable.flush()
     assert [path.read_text() for path in (tmp_path / "results").glob("*-result.json")] == ['{"name": "t"}']
+    assert (tmp_path / "results" / "a-attachment.txt").read_text(encoding="utf-8") == "é"
