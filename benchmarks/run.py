@@ -440,6 +440,11 @@ def main() -> int:
     return 0
 
 
+def verdict(measured: float, floor: float, goal: float) -> str:
+    """Whether ``measured`` is within ``goal`` times ``floor``, as the printed lines say it."""
+    return "holds" if measured <= goal * floor else "does NOT hold"
+
+
 def print_critical_path(figures: dict[str, Figure], logins: dict[str, Figure]) -> None:
     """The critical-path goal: -n auto against pytest's start-up plus one SSH login (the
     slowest host's: the run logs in to every host at once), both measured in this run."""
@@ -449,19 +454,19 @@ def print_critical_path(figures: dict[str, Figure], logins: dict[str, Figure]) -
         return
     startup, login, auto = figures["trivial-0"].median, max(timed_logins), figures["auto"].median
     floor = startup + login
-    verdict = "holds" if auto <= CRITICAL_PATH_GOAL * floor else "does NOT hold"
     print(
         f"critical path: pytest's start-up {startup:.2f} s + one SSH login {login:.2f} s = floor {floor:.2f} s; "
-        f"-n auto {auto:.2f} s = {auto / floor:.2f}x the floor (goal: at most {CRITICAL_PATH_GOAL}x: {verdict}); "
+        f"-n auto {auto:.2f} s = {auto / floor:.2f}x the floor "
+        f"(goal: at most {CRITICAL_PATH_GOAL}x: {verdict(auto, floor, CRITICAL_PATH_GOAL)}); "
         f"the run's own share beyond the floor: {auto - floor:.2f} s"
     )
     libraries = max(0.0, figures["import-libraries"].median - figures["import-nothing"].median)
     loaded = floor + libraries
-    verdict = "holds" if auto <= CRITICAL_PATH_GOAL * loaded else "does NOT hold"
     print(
         f"critical path with what only a checking run loads ({', '.join(CHECKING_RUN_LIBRARIES)}: "
         f"{libraries:.2f} s in a bare interpreter, without the harness): floor {loaded:.2f} s; -n auto = "
-        f"{auto / loaded:.2f}x it ({CRITICAL_PATH_GOAL}x: {verdict}); beyond it: {auto - loaded:.2f} s"
+        f"{auto / loaded:.2f}x it ({CRITICAL_PATH_GOAL}x: {verdict(auto, loaded, CRITICAL_PATH_GOAL)}); "
+        f"beyond it: {auto - loaded:.2f} s"
     )
 
 
@@ -475,10 +480,10 @@ def print_per_check(figures: dict[str, Figure], files_floor: float) -> None:
         for variant in SLOPE_VARIANTS
     }
     ratio = slopes["sinks"] / trivial if trivial > 0 else float("inf")
-    verdict = "holds" if ratio <= PER_CHECK_GOAL else "does NOT hold"
     print(
         f"per check (slope over {EXTRA_CHECKS} added): a trivial test {trivial * 1000:.1f} ms; a check with every "
-        f"sink on {slopes['sinks'] * 1000:.1f} ms = {ratio:.2f}x (goal: at most {PER_CHECK_GOAL}x: {verdict})"
+        f"sink on {slopes['sinks'] * 1000:.1f} ms = {ratio:.2f}x "
+        f"(goal: at most {PER_CHECK_GOAL}x: {verdict(ratio, 1.0, PER_CHECK_GOAL)})"
     )
     allure = slopes["sinks"] - slopes["noallure"]
     junit = slopes["sinks"] - slopes["nojunit"]
@@ -489,11 +494,10 @@ def print_per_check(figures: dict[str, Figure], files_floor: float) -> None:
         f"({(rest - trivial) * 1000:.1f} ms beyond a trivial test's)"
     )
     floor = trivial + files_floor
-    verdict = "holds" if slopes["sinks"] <= PER_CHECK_GOAL * floor else "does NOT hold"
     print(
         f"per check against its floor, a trivial test + Allure's files ({trivial * 1000:.1f} + "
         f"{files_floor * 1000:.1f} = {floor * 1000:.1f} ms, without the harness): "
-        f"{slopes['sinks'] / floor:.2f}x ({PER_CHECK_GOAL}x: {verdict})"
+        f"{slopes['sinks'] / floor:.2f}x ({PER_CHECK_GOAL}x: {verdict(slopes['sinks'], floor, PER_CHECK_GOAL)})"
     )
 
 

@@ -571,8 +571,11 @@ class AllureWriter:
             payload = self._queue.get()
             try:
                 self._write(payload)
-            except OSError as error:  # the rest is still written; flush raises it
-                self._failures.append(error)
+            except Exception as error:  # noqa: BLE001 - the thread must live on; flush raises it
+                # A malformed payload (a worker of another version) is reported like a failed
+                # write, where a dead thread would leave the rest unwritten and say nothing.
+                failure = error if isinstance(error, OSError) else OSError(f"{type(error).__name__}: {error}")
+                self._failures.append(failure)
             finally:
                 self._queue.task_done()
 

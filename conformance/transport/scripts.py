@@ -137,15 +137,19 @@ with lock:
 # answer: SSSD does not enumerate unless told to (sssd.conf(5): "enumerate ... Default: FALSE"),
 # nor do nss_ldap/nslcd setups that turn enumeration off. So the listing only spares a lookup:
 # an account the checks need and the listing lacks is asked by name (ACCOUNTS_BY_NAME).
-USER_HOMES = Script(
-    "user-homes",
-    """import json,pwd,sys
+# Looks the names given up one by one (getpwnam), into out; both account scripts start so.
+_LOOKUP_BY_NAME = """import json,pwd,sys
 out={}
 for user in sys.argv[1:]:
     try:
         entry=pwd.getpwnam(user); out[user]={'home':entry.pw_dir,'uid':entry.pw_uid}
     except KeyError: out[user]=None
-# Names of every account by uid, so a process is named by its real owner in evidence.
+"""
+
+USER_HOMES = Script(
+    "user-homes",
+    _LOOKUP_BY_NAME
+    + """# Names of every account by uid, so a process is named by its real owner in evidence.
 out['']={str(e.pw_uid):e.pw_name for e in pwd.getpwall()}
 # Every account's home and uid, so that a unit's User= the site does not name is known too.
 out['~']={e.pw_name:{'home':e.pw_dir,'uid':e.pw_uid} for e in pwd.getpwall()}
@@ -161,13 +165,7 @@ print(json.dumps(out))""",
 # in a directory, where enumerating every account is what to avoid.
 ACCOUNTS_BY_NAME = Script(
     "accounts-by-name",
-    """import json,pwd,sys
-out={}
-for user in sys.argv[1:]:
-    try:
-        entry=pwd.getpwnam(user); out[user]={'home':entry.pw_dir,'uid':entry.pw_uid}
-    except KeyError: out[user]=None
-print(json.dumps(out))""",
+    _LOOKUP_BY_NAME + "print(json.dumps(out))",
     lambda args: bool(args) and all(_ACCOUNT.fullmatch(arg) for arg in args),
 )
 

@@ -296,3 +296,18 @@ def test_a_write_that_fails_is_raised_when_the_writer_is_flushed(tmp_path: Path)
     writable.flush()
     assert [path.read_text() for path in (tmp_path / "results").glob("*-result.json")] == ['{"name": "t"}']
     assert (tmp_path / "results" / "a-attachment.txt").read_text(encoding="utf-8") == "é"
+
+
+def test_a_malformed_payload_is_a_failed_write_and_the_rest_is_still_written(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from conformance.sinks.allure_writer import PAYLOAD_ATTRIBUTE, AllureWriter
+
+    writer = AllureWriter(tmp_path / "results", recorder=None)
+    malformed = {"results": [], "containers": [], "files": [["only-a-name"]], "globals": []}
+    good = {"results": ['{"name": "after"}'], "containers": [], "files": [], "globals": []}
+    for payload in (malformed, good):
+        writer.pytest_runtest_logreport(SimpleNamespace(**{PAYLOAD_ATTRIBUTE: payload, "when": "teardown"}))  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="ValueError"):
+        writer.flush()
+    assert [path.read_text() for path in (tmp_path / "results").glob("*-result.json")] == ['{"name": "after"}']
